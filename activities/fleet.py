@@ -1,0 +1,15 @@
+"""Fleet read activities (used by workflows that report on the fleet)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import activity
+
+from activities.inventory import fleet
+
+
+@activity.defn(name="fleet_snapshot")
+def fleet_snapshot(tenant: str | None = None) -> dict[str, Any]:
+    """Counts by status per tenant and one row per IP, as stored in the inventory database."""
+    return fleet(tenant=tenant)

@@ -1,0 +1,1 @@
+"""The operator's client scripts: the `email-engine` command."""

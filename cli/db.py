@@ -1,0 +1,23 @@
+"""`email-engine db`: schema migrations."""
+
+from __future__ import annotations
+
+import typer
+
+from activities import db
+from cli.common import console
+
+app = typer.Typer(help="Inventory database schema (Alembic migrations).", no_args_is_help=True)
+
+
+@app.command()
+def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
+    """Apply migrations up to REVISION (default: the newest). Safe to run again."""
+    db.upgrade(revision=revision)
+    console.print(f"database at revision [bold]{db.current_revision()}[/]")
+
+
+@app.command()
+def current() -> None:
+    """Print the database's current migration revision."""
+    console.print(db.current_revision() or "(empty: run `email-engine db upgrade`)")

@@ -1,0 +1,73 @@
+"""`email-engine dev`: the run command on embedded defaults (SQLite, Temporal dev server, worker)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import typer
+
+from activities import db
+from activities.inventory import fleet
+from cli.common import console, fail
+from cli.inventory import load_file, print_fleet
+from models.inventory import InventoryError
+from models.settings import get_settings
+from workers import bootstrap, devserver, engine
+from workers.temporal_client import connect
+
+REFERENCE_INVENTORY = Path("deploy/reference-inventory.toml")
+
+
+def dev(
+    inventory: Path = typer.Option(REFERENCE_INVENTORY, "--inventory", "-i",
+                                   help="Inventory file to load at start-up."),
+    once: bool = typer.Option(False, "--once", help="Start everything, print the status, then stop "
+                              "(a smoke test of the run command)."),
+) -> None:
+    """Run the engine locally: migrate, start the Temporal dev server (Web UI) and a worker, load the
+    inventory, print the fleet. Ctrl-C stops everything this command started."""
+    settings = get_settings()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    var = settings.var_dir
+    var.mkdir(parents=True, exist_ok=True)
+    db.upgrade()
+    console.print(f"database: {settings.resolved_database_url()} (revision {db.current_revision()})")
+    try:
+        report = load_file(inventory)
+    except InventoryError as exc:
+        fail(f"{inventory}: " + "; ".join(exc.errors))
+    console.print(f"inventory {inventory}: added {sum(report.added.values())}, "
+                  f"updated {sum(report.updated.values())}, unchanged {sum(report.unchanged.values())}")
+    host, _, port = settings.temporal_address.rpartition(":")
+    console.print("starting the Temporal dev server ...")
+    server = devserver.start(var / "temporal.db", host=host or "127.0.0.1", port=int(port),
+                             ui_port=settings.temporal_ui_port, log_file=var / "temporal.log")
+    try:
+        asyncio.run(_serve(once))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        console.print("stopping the Temporal dev server ...")
+        devserver.stop(server)
+        db.dispose_engines()
+    console.print("stopped.")
+
+
+async def _serve(once: bool) -> None:
+    settings = get_settings()
+    stop = asyncio.Event()
+    worker_task = asyncio.create_task(engine.run(settings, stop))
+    client = await connect(settings)
+    lines = await bootstrap.run_hooks(client, settings)
+    print_fleet(fleet(), show_ips=False)
+    for line in lines:
+        console.print(line, highlight=False)
+    host = settings.temporal_address.rpartition(":")[0] or "127.0.0.1"
+    console.print(f"\n[bold]Temporal Web UI:[/] http://{host}:{settings.temporal_ui_port}"
+                  f"/namespaces/{settings.temporal_namespace}/workflows")
+    console.print(f"worker on task queue [bold]{settings.task_queue}[/]; Ctrl-C stops everything.")
+    if once:
+        stop.set()
+    await worker_task

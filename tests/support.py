@@ -1,0 +1,32 @@
+"""Helpers for tests that use real servers: tools, free loopback ports, the CI rule."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_tool(name: str, *paths: str) -> str:
+    """Path of a system tool. Missing: a skip on a developer machine, a failure in CI."""
+    for candidate in (*paths, shutil.which(name)):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    message = f"{name} is not installed (scripts/system-packages installs it)"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def postgres_admin_url() -> str:
+    return os.environ.get("EMAIL_ENGINE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

@@ -1,0 +1,1 @@
+"""Worker processes: which task queues, which workflows and activities."""

@@ -1,0 +1,19 @@
+"""What the engine worker runs: every workflow and activity on the engine task queue.
+
+Each feature adds its workflows and activities to the two lists below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from activities.fleet import fleet_snapshot
+
+
+def workflows() -> list[type]:
+    return []
+
+
+def activities() -> list[Callable[..., Any]]:
+    return [fleet_snapshot]

@@ -1,0 +1,1 @@
+"""Deterministic orchestration only: warmup, failover saga, scans, MTA deploys."""
