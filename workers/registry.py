@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from activities.alerts import send_alert
 from activities.fleet import fleet_snapshot
 
 
@@ -16,4 +17,4 @@ def workflows() -> list[type]:
 
 
 def activities() -> list[Callable[..., Any]]:
-    return [fleet_snapshot]
+    return [fleet_snapshot, send_alert]
