@@ -15,7 +15,7 @@ def load_snapshot(url: str | None = None) -> FleetSnapshot:
         hosts = list(s.exec(select(MtaHost).order_by(col(MtaHost.name))))
         host_name = {h.id: h.name for h in hosts}
         feeders = {m.tenant_id: m for m in s.exec(select(MailwizzServer))}
-        domains = {d.ip_id: d for d in s.exec(select(SendingDomain))}
+        domains: dict[int | None, SendingDomain] = {d.ip_id: d for d in s.exec(select(SendingDomain))}
         ips_by_tenant: dict[int, list[SendingIp]] = {}
         for ip in s.exec(select(SendingIp).order_by(col(SendingIp.id))):
             ips_by_tenant.setdefault(ip.tenant_id, []).append(ip)
