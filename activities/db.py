@@ -75,8 +75,8 @@ def alembic_config(url: str | None = None) -> Any:
     return cfg
 
 
-def upgrade(url: str | None = None, revision: str = "head") -> None:
-    """Apply migrations up to `revision` (idempotent)."""
+def upgrade(url: str | None = None, revision: str = "heads") -> None:
+    """Apply migrations up to `revision` (idempotent); "heads" applies every branch."""
     from alembic import command
 
     get_engine(url)  # creates the SQLite parent directory
@@ -87,4 +87,5 @@ def current_revision(url: str | None = None) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
     with get_engine(url).connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        heads = MigrationContext.configure(conn).get_current_heads()
+    return ",".join(sorted(heads)) or None

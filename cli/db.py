@@ -11,7 +11,7 @@ app = typer.Typer(help="Inventory database schema (Alembic migrations).", no_arg
 
 
 @app.command()
-def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
+def upgrade(revision: str = typer.Argument("heads", help="Target revision (default: all heads).")) -> None:
     """Apply migrations up to REVISION (default: the newest). Safe to run again."""
     db.upgrade(revision=revision)
     console.print(f"database at revision [bold]{db.current_revision()}[/]")

@@ -28,10 +28,45 @@ class Settings(BaseSettings):
     max_complaint_rate: float = Field(default=0.001, ge=0, le=1)
     min_open_rate: float = Field(default=0.10, ge=0, le=1)
 
+    #: DNS resolvers for blocklist and authentication checks, comma-separated `host[:port]`
+    #: (IPv6 as `[addr]:port`). Empty: the system resolver. Never a public resolver by default.
+    dns_resolvers: str = ""
+    #: Per-query DNS timeout in seconds.
+    dns_timeout: float = Field(default=3.0, gt=0, le=60)
+
+    def resolvers(self) -> list[tuple[str, int]]:
+        """`dns_resolvers` parsed to (address, port) pairs; ValueError names a bad entry."""
+        return parse_resolvers(self.dns_resolvers)
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.var_dir / 'email-engine.db').as_posix()}"
+
+
+def parse_resolvers(text: str) -> list[tuple[str, int]]:
+    from models.names import NameError_, ip_address
+
+    out = []
+    for raw in (part.strip() for part in text.split(",")):
+        if not raw:
+            continue
+        if raw.startswith("["):
+            host, _, rest = raw[1:].partition("]")
+            port_text = rest.removeprefix(":") or "53"
+        elif raw.count(":") == 1:
+            host, port_text = raw.split(":")
+        else:
+            host, port_text = raw, "53"
+        try:
+            addr = ip_address(host)
+            port = int(port_text)
+        except (NameError_, ValueError):
+            raise ValueError(f"EMAIL_ENGINE_DNS_RESOLVERS: {raw!r} is not host[:port] with an IP address") from None
+        if not 0 < port < 65536:
+            raise ValueError(f"EMAIL_ENGINE_DNS_RESOLVERS: port of {raw!r} is out of range")
+        out.append((addr, port))
+    return out
 
 
 @lru_cache(maxsize=1)
