@@ -1,0 +1,96 @@
+"""`email-engine mta render`: write the rendered MTA config to a directory (registered on cli/mta.py's app)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from cli.common import JsonOpt, console, fail, print_json
+
+
+def write_render(out: Path, files: dict[str, str], managed_dir: str) -> list[str]:
+    """Write `files` under `out`; remove stale files of the managed dir only. Returns written paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    managed = out / managed_dir
+    if managed.is_dir():
+        for p in managed.rglob("*"):
+            if p.is_file() and p.relative_to(out).as_posix() not in files:
+                p.unlink()
+    for rel, text in sorted(files.items()):
+        dest = out / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        tmp.write_text(text)
+        tmp.replace(dest)
+    return sorted(files)
+
+
+def render(
+    out: Path = typer.Option(..., "--out", "-o", help="Directory to write to (one subdirectory per MTA host "
+                             "when several hosts are rendered)."),
+    backend: str | None = typer.Option(None, "--backend", "-b", help="powermta or postfix (default: each "
+                                       "host's backend from the inventory)."),
+    tenant: str | None = typer.Option(None, "--tenant", "-t", help="Only this tenant (and its MTA host)."),
+    host: str | None = typer.Option(None, "--host", help="Only this MTA host."),
+    config_dir: str | None = typer.Option(None, "--config-dir", help="MTA config directory the files will live "
+                                          "in on the host (rendered into include lines and map paths)."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Render the MTA config of the current inventory (pure: same inventory, byte-identical files) and write
+    it to --out, with the operator files' managed blocks (PowerMTA `config`, Postfix `main.cf`/`master.cf`).
+    Nothing is deployed; see `email-engine mta deploy`."""
+    from activities.mta.base import MANAGED_DIR, backend_for
+    from activities.snapshot import load_snapshot
+    from models import names
+    from models.enums import MtaBackend
+
+    try:
+        kind = MtaBackend(backend) if backend else None
+    except ValueError:
+        fail(f"unknown backend {backend!r} (powermta or postfix)")
+    try:
+        if tenant is not None:
+            names.tenant(tenant)
+        if host is not None:
+            names.token(host, "MTA host name")
+        if config_dir is not None:
+            names.key_path(config_dir)
+    except names.NameError_ as exc:
+        fail(str(exc))
+    snap = load_snapshot()
+    try:
+        if tenant:
+            snap = snap.for_tenant(tenant)
+        if host:
+            snap = snap.for_host(host)
+    except LookupError as exc:
+        fail(str(exc.args[0]) if exc.args else "not found")
+    hosts = [h for h in snap.hosts if any(t.mta_host == h.name for t in snap.tenants)]
+    if not hosts:
+        fail("nothing to render: no tenant in the inventory matches (load one with `email-engine inventory load`)")
+    results: list[dict[str, Any]] = []
+    for h in hosts:
+        scoped = snap.for_host(h.name)
+        impl = backend_for(kind or h.backend)
+        try:
+            rendered = impl.render(scoped, config_dir=config_dir or (h.config_dir if impl.kind == h.backend
+                                                                    else impl.default_config_dir))
+        except names.NameError_ as exc:
+            fail(f"{h.name}: {exc}")
+        dest = out if len(hosts) == 1 else out / h.name
+        existing = {m: (dest / m).read_text() if (dest / m).is_file() else None for m in impl.merged_files}
+        files = {**rendered.files, **impl.materialize(rendered, existing)}
+        write_render(dest, files, MANAGED_DIR)
+        results.append({"host": h.name, "backend": impl.kind.value, "config_dir": rendered.config_dir,
+                        "out": str(dest), "digest": rendered.digest, "files": sorted(files),
+                        "notes": list(rendered.notes)})
+    if json_out:
+        print_json(results)
+        return
+    for r in results:
+        console.print(f"[bold]{r['host']}[/] ({r['backend']}, for {r['config_dir']}): {len(r['files'])} files "
+                      f"written to {r['out']}/ (digest {r['digest'][:12]})", highlight=False)
+        for note in r["notes"]:
+            console.print(f"  [yellow]note:[/] {note}", highlight=False)

@@ -1,0 +1,132 @@
+"""MTA deploys: the value types shared by the deploy workflow, its activities and the CLI, and the
+pure rules of a deploy (digest of a rendered file set, safe relative paths, release names).
+
+No I/O here. The deploy history table is models/deploy_history.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+_SEGMENT_RE = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,127}$")
+
+
+class UnsafePath(ValueError):
+    """A rendered file name that must not reach a remote shell or file system."""
+
+
+def relative_path(path: str) -> str:
+    """A rendered file's path relative to the config directory: segments of letters, digits, '.', '_',
+    '+', '-', never '..', never absolute, never a hidden segment (the deploy keeps its own state in
+    `.email-engine/`)."""
+    if not isinstance(path, str) or not path or len(path) > 512 or path.startswith("/"):
+        raise UnsafePath(f"{path!r} is not a relative file path")
+    parts = path.split("/")
+    for part in parts:
+        if not _SEGMENT_RE.match(part) or part in (".", ".."):
+            raise UnsafePath(f"{path!r}: segment {part!r} is not allowed (letters, digits, '.', '_', '+', '-')")
+    return path
+
+
+def files_digest(files: Mapping[str, str | bytes]) -> str:
+    """sha256 over the sorted (path, content) pairs: equal digests mean byte-identical file sets."""
+    h = hashlib.sha256()
+    for path in sorted(files):
+        content = files[path]
+        data = content.encode() if isinstance(content, str) else content
+        name = path.encode()
+        h.update(len(name).to_bytes(4, "big") + name + len(data).to_bytes(8, "big") + data)
+    return h.hexdigest()
+
+
+def release_name(stamp: str, digest: str) -> str:
+    """A release directory name: `<UTC stamp>-<digest prefix>`, e.g. 20261128T010203Z-0123456789ab."""
+    if not re.fullmatch(r"[0-9]{8}T[0-9]{6}(?:\.[0-9]{1,6})?Z", stamp) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise UnsafePath(f"bad release stamp or digest: {stamp!r}, {digest!r}")
+    return f"{stamp.replace('.', '')}-{digest[:12]}"
+
+
+def top_level_entries(files: Mapping[str, object]) -> list[str]:
+    """The first path segment of every file: the names swapped as a whole in the config directory."""
+    return sorted({relative_path(p).split("/", 1)[0] for p in files})
+
+
+# --- Temporal payloads (dataclasses, JSON-serializable) -------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    """Argument of MtaDeployWorkflow's `deploy` and `request` updates."""
+
+    reason: str = ""
+    actor: str = ""
+
+
+@dataclass(frozen=True)
+class HostDeployRequest:
+    """Input of the `deploy_mta_host` activity: render the newest inventory for `host` and deploy it."""
+
+    host: str
+    generation: int = 0
+    reason: str = ""
+    actor: str = ""
+    #: Database URL (None: the settings'); tests point it at their own database.
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class HostDeployResult:
+    host: str
+    generation: int
+    ok: bool
+    #: False: the deployed config already had the rendered digest (no upload, no reload).
+    changed: bool
+    digest: str = ""
+    message: str = ""
+    #: `ssh://user@address:port/config_dir`, or the local directory a disabled host is rendered to.
+    target: str = ""
+    rolled_back: bool = False
+    steps: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MtaDeployState:
+    """Everything MtaDeployWorkflow carries across continue-as-new."""
+
+    #: Highest generation handed to a caller; a request joins the next deploy that has not started.
+    requested: int = 0
+    #: Generation of the deploy running now (or the last one started).
+    started: int = 0
+    #: Highest generation whose deploy has finished (successfully or rolled back).
+    completed: int = 0
+    #: Results of the most recent deploys (bounded), newest last.
+    results: list[HostDeployResult] = field(default_factory=list)
+    #: Reasons of the requests coalesced into the pending deploy (the first 20).
+    pending_reasons: list[str] = field(default_factory=list)
+    #: How many requests are waiting for the pending deploy.
+    pending: int = 0
+
+
+@dataclass
+class MtaDeployInput:
+    host: str
+    state: MtaDeployState | None = None
+    #: Database URL passed on to the activity (None: the worker's settings).
+    url: str | None = None
+    #: Continue as new once history has more events than this (0: only when the server suggests it).
+    max_history: int = 2000
+
+
+@dataclass(frozen=True)
+class MtaDeployStatus:
+    host: str
+    requested: int
+    started: int
+    completed: int
+    running: bool
+    last: HostDeployResult | None = None
+    #: Requests coalesced into the deploy that has not started yet.
+    pending: int = 0

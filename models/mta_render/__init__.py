@@ -1,0 +1,1 @@
+"""Pure MTA config renderers: FleetSnapshot -> {relative path: text}. No I/O, byte-identical output."""
