@@ -1,0 +1,272 @@
+"""Start N IpWarmupWorkflows on a local dev server with one worker; baseline: a trivial workflow.
+
+    .venv/bin/python -m bench.warmup_start [--n 100 1000 10000] [--tick-window 5] [--max-seconds 300]
+
+For each N and kind, a fresh Temporal dev server (in memory, the engine's search attributes) and ONE
+worker in a child process (so its peak RSS, VmHWM, is its own). The client starts N workflows (64 in
+flight) exactly as `warmup start` does (search attributes, memo); each workflow's first daily tick comes
+within --tick-window seconds of its start (WarmupInput.first_tick_within_seconds, stable per IP).
+Measured: start throughput (workflows/s), worker peak memory, and the time from the first start until
+every workflow has passed its first tick (the tick runs the real `load_warmup_context` activity against a
+SQLite inventory of N IPs in 198.18.0.0/15, addresses that are only stored, never contacted).
+Baseline, same run, same way: a trivial workflow that waits for the same per-IP timer and then completes
+with no activity. Printed side by side with the ratio warmup/baseline. Each run stops itself after
+--max-seconds; a run that did not finish is reported as such, and the largest N that finished is named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import ipaddress
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+with workflow.unsafe.imports_passed_through():
+    from activities.warmup import WarmupContext, WarmupContextRequest, load_context
+    from models.warmup import wake_offset
+
+TENANT = "bench"
+
+
+@dataclass
+class NoopInput:
+    address: str
+    tick_window: int
+
+
+@workflow.defn(name="BenchNoopWorkflow", sandboxed=False)
+class BenchNoopWorkflow:
+    """Baseline: the same per-IP first-tick timer, then done (no activity)."""
+
+    @workflow.run
+    async def run(self, inp: NoopInput) -> str:
+        await workflow.sleep(wake_offset(inp.address, inp.tick_window) + 1)
+        if not workflow.unsafe.is_replaying():
+            os.write(1, f"TICK {time.time():.6f}\n".encode())  # one atomic write per line
+        return "done"
+
+
+# ------------------------------------------------------------------------------------------ worker
+
+
+@activity.defn(name="load_warmup_context")
+def load_warmup_context(req: WarmupContextRequest) -> WarmupContext:
+    """The real activity, plus a line per completed tick so the parent can time "all passed"."""
+    ctx = load_context(req)
+    os.write(1, f"TICK {time.time():.6f}\n".encode())  # one atomic write per line
+    return ctx
+
+
+def _peak_rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def serve(address: str, queue: str, url: str, kind: str) -> None:
+    from temporalio.worker import Worker
+
+    from workflows.warmup import IpWarmupWorkflow
+
+    os.environ["EMAIL_ENGINE_DATABASE_URL"] = url
+    client = await Client.connect(address)
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        workflows = [IpWarmupWorkflow] if kind == "warmup" else [BenchNoopWorkflow]
+        acts = [load_warmup_context] if kind == "warmup" else []
+        async with Worker(client, task_queue=queue, workflows=workflows, activities=acts, activity_executor=pool,
+                          max_concurrent_activities=32):
+            print("READY", flush=True)
+            await asyncio.to_thread(sys.stdin.read)  # until the parent closes stdin
+    print(f"PEAK_RSS_KB {_peak_rss_kb()}", flush=True)
+
+
+# ------------------------------------------------------------------------------------------ parent
+
+
+def _addresses(n: int) -> list[str]:
+    base = int(ipaddress.IPv4Address("198.18.0.1"))
+    return [str(ipaddress.IPv4Address(base + i)) for i in range(n)]
+
+
+def make_inventory(url: str, addresses: list[str]) -> None:
+    """N warming IPs of one tenant, inserted in bulk (apply_inventory validates one by one: too slow here)."""
+    from sqlalchemy import insert
+
+    from activities import db
+    from models.tables import MtaHost, SendingDomain, SendingIp, Tenant
+
+    db.upgrade(url)
+    today = dt.datetime.now(dt.UTC).date()
+    with db.session_scope(url) as s:
+        host = MtaHost(name="pmta-bench", address="127.0.12.1", backend="powermta")  # type: ignore[arg-type]
+        s.add(host)
+        s.flush()
+        tenant = Tenant(name=TENANT, mta_host_id=host.id, pool_name="bench-pool")
+        s.add(tenant)
+        s.flush()
+        s.execute(insert(SendingIp), [
+            {"address": a, "version": 4, "hostname": f"mail{i}.bench.example", "tenant_id": tenant.id,
+             "purpose": "marketing", "status": "warming", "warmup_phase": "week_1", "phase_started_on": today,
+             "daily_quota": 50, "weight": 1, "vmta_name": f"vmta-bench-{i}", "quarantine_extensions": 0,
+             "status_changed_at": dt.datetime.now(dt.UTC)}
+            for i, a in enumerate(addresses)])
+        ids: dict[str, int] = dict(s.execute(SendingIp.__table__.select().with_only_columns(  # type: ignore[attr-defined]
+            SendingIp.__table__.c.address, SendingIp.__table__.c.id)).all())  # type: ignore[attr-defined]
+        s.execute(insert(SendingDomain), [
+            {"name": f"bench{i}.example", "tenant_id": tenant.id, "ip_id": ids[a], "dkim_selector": "default",
+             "dkim_key_path": f"/etc/pmta/dkim/bench{i}.key"} for i, a in enumerate(addresses)])
+
+
+@dataclass
+class Result:
+    kind: str
+    n: int
+    start_rate: float = 0.0
+    all_ticked: float | None = None
+    peak_rss_mb: float = 0.0
+    finished: bool = False
+    note: str = ""
+
+
+async def run_one(kind: str, n: int, tick_window: int, max_seconds: float, tmp: Path) -> Result:
+    from temporalio.testing import WorkflowEnvironment
+
+    from workers.devserver import temporal_binary
+    from workflows.search_attributes import ALL, IP_ADDRESS, IP_STATUS, WARMUP_PHASE
+    from workflows.search_attributes import TENANT as TENANT_KEY
+    from workflows.warmup import IpWarmupWorkflow, WarmupInput
+
+    result = Result(kind, n)
+    addresses = _addresses(n)
+    url = f"sqlite:///{tmp / f'{kind}-{n}.db'}"
+    if kind == "warmup":
+        await asyncio.to_thread(make_inventory, url, addresses)
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_binary("temporal")), search_attributes=ALL, ip="127.0.0.1",
+        ui=False, dev_server_log_level="error", dev_server_startup_timeout=timedelta(seconds=60))
+    queue = f"bench-{uuid.uuid4().hex[:6]}"
+    target = env.client.service_client.config.target_host
+    worker = subprocess.Popen([sys.executable, "-m", "bench.warmup_start", "--serve", target, queue, url, kind],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    ticks: list[float] = []
+    peak: list[int] = []
+
+    def read_worker() -> None:
+        assert worker.stdout is not None
+        for line in worker.stdout:
+            if line.startswith("TICK "):
+                try:
+                    ticks.append(float(line.split()[1]))
+                except (IndexError, ValueError):
+                    pass
+            elif line.startswith("PEAK_RSS_KB"):
+                peak.append(int(line.split()[1]))
+
+    assert worker.stdout is not None
+    if worker.stdout.readline().strip() != "READY":
+        raise RuntimeError("bench worker did not start")
+    reader = asyncio.get_running_loop().run_in_executor(None, read_worker)
+    deadline = time.monotonic() + max_seconds
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    sem = asyncio.Semaphore(64)
+
+    async def start(i: int, address: str) -> None:
+        async with sem:
+            if kind == "warmup":
+                await env.client.start_workflow(
+                    IpWarmupWorkflow.run,
+                    WarmupInput(tenant=TENANT, address=address, domain=f"bench{i}.example", phase="week_1",
+                                phase_started_on=today, quota=50, first_tick_within_seconds=tick_window),
+                    id=f"warmup/{TENANT}/{address}", task_queue=queue,
+                    search_attributes=TypedSearchAttributes([
+                        SearchAttributePair(TENANT_KEY, TENANT), SearchAttributePair(IP_ADDRESS, address),
+                        SearchAttributePair(WARMUP_PHASE, "week_1"), SearchAttributePair(IP_STATUS, "warming")]),
+                    memo={"tenant": TENANT, "ip": address, "domain": f"bench{i}.example"})
+            else:
+                await env.client.start_workflow(BenchNoopWorkflow.run, NoopInput(address, tick_window),
+                                                id=f"noop/{address}", task_queue=queue)
+
+    t0 = time.time()
+    try:
+        await asyncio.wait_for(asyncio.gather(*(start(i, a) for i, a in enumerate(addresses))),
+                               timeout=max(1.0, deadline - time.monotonic()))
+        result.start_rate = n / (time.time() - t0)
+        while len(ticks) < n and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        if len(ticks) >= n:
+            result.all_ticked = max(ticks) - t0
+            result.finished = True
+        else:
+            result.note = f"only {len(ticks)}/{n} ticked within {max_seconds:.0f} s"
+    except TimeoutError:
+        result.note = f"starting did not finish within {max_seconds:.0f} s"
+    finally:
+        assert worker.stdin is not None
+        worker.stdin.close()
+        try:
+            await asyncio.wait_for(asyncio.to_thread(worker.wait), 60)
+        except TimeoutError:
+            worker.kill()
+        await reader
+        await env.shutdown()
+    result.peak_rss_mb = (peak[0] / 1024) if peak else 0.0
+    return result
+
+
+def _fmt(v: float | None, unit: str) -> str:
+    return "-" if v is None else f"{v:,.1f}{unit}"
+
+
+async def main(ns: list[int], tick_window: int, max_seconds: float) -> None:
+    largest = None
+    with tempfile.TemporaryDirectory(prefix="bench-warmup-") as d:
+        for n in ns:
+            pair = [await run_one(kind, n, tick_window, max_seconds, Path(d)) for kind in ("warmup", "baseline")]
+            w, b = pair
+            print(f"\nN = {n:,} (first tick within {tick_window} s of each start; one worker)")
+            print(f"{'':24}{'warmup':>14}{'baseline':>14}{'ratio':>10}")
+            rows = [("starts / s", w.start_rate, b.start_rate, ""),
+                    ("all first ticks after", w.all_ticked, b.all_ticked, " s"),
+                    ("worker peak RSS", w.peak_rss_mb, b.peak_rss_mb, " MB")]
+            for label, a, c, unit in rows:
+                ratio = f"{a / c:.2f}x" if a and c else "-"
+                print(f"{label:24}{_fmt(a, unit):>14}{_fmt(c, unit):>14}{ratio:>10}")
+            for r in pair:
+                if r.note:
+                    print(f"  {r.kind}: {r.note}")
+            if w.finished:
+                largest = n
+            else:
+                break
+    print(f"\nlargest N that finished: {largest if largest is not None else 'none'}")
+
+
+def cli() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve":
+        asyncio.run(serve(*sys.argv[2:6]))
+        return
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, nargs="+", default=[100, 1000, 10000])
+    p.add_argument("--tick-window", type=int, default=5)
+    p.add_argument("--max-seconds", type=float, default=300)
+    a = p.parse_args()
+    asyncio.run(main(a.n, a.tick_window, a.max_seconds))
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,255 @@
+"""PowerMTA accounting files (CSV): a pure, bounded, never-crashing parser (notes/mta.md §1.8).
+
+Format (PowerMTA v5 User's Guide §11.2): RFC 4180, UTF-8, header row first (first column `type`); a file
+holding several record types has the union of their columns as header, unused cells empty. Fields are
+looked up by header name, never by position.
+
+What is counted, per sending IP and UTC day (from `timeLogged`):
+- `d` (delivered): sent +1, delivered +1
+- `b` (synchronous bounce): sent +1, bounced +1
+- `rb` (remote/asynchronous bounce, after an earlier `d`): bounced +1
+- `f` (feedback-loop complaint): complaints +1
+- `t` (transient failure): counted in the report (`transient`, per IP too) but NOT stored: the message
+  is still queued and ends later as `d` or `b`, so storing it would count a message twice.
+- `tq`, `r`, `rs`: recognised and ignored.
+Attribution: `dlvSourceIp` when present, else the `vmta` column through the inventory's vmta -> IP map.
+`b` records carry no `dlv*` data, so bounces use `vmta`. `rb` records carry neither: they are matched to
+the IP of an earlier `d` record to the same recipient (and envId when present) in the same ingest;
+otherwise they count as unattributed. Records whose IP is not in the inventory are unattributed too.
+
+Hostile input: a record that is not valid UTF-8 / CSV, has another number of fields than the header,
+an unknown type, or an unparsable time is counted as malformed (with a sample reason) and skipped. A
+record longer than MAX_RECORD_BYTES is skipped up to the next newline. An unterminated last line is left
+for the next ingest (the MTA may still be writing it) unless it already exceeds the bound.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import email.utils
+import ipaddress
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+MAX_RECORD_BYTES = 64 * 1024
+MAX_SAMPLES = 20
+MAX_RCPT_MEMORY = 200_000
+COUNTED = frozenset({"d", "b", "rb", "f", "t"})
+IGNORED = frozenset({"tq", "r", "rs"})
+REQUIRED = ("type", "timeLogged")
+
+
+@dataclass
+class Counts:
+    sent: int = 0
+    delivered: int = 0
+    bounced: int = 0
+    complaints: int = 0
+    transient: int = 0
+
+    def add(self, other: Counts) -> None:
+        self.sent += other.sent
+        self.delivered += other.delivered
+        self.bounced += other.bounced
+        self.complaints += other.complaints
+        self.transient += other.transient
+
+
+@dataclass
+class ParseReport:
+    records: int = 0
+    by_type: Counter[str] = field(default_factory=Counter)
+    malformed: int = 0
+    unattributed: int = 0
+    transient: int = 0
+    ignored: int = 0
+    samples: list[str] = field(default_factory=list)
+    totals: dict[tuple[str, dt.date], Counts] = field(default_factory=dict)
+    #: byte offset (relative to the start of the parsed data) just after the last consumed record
+    consumed: int = 0
+    header: list[str] = field(default_factory=list)
+
+    def problem(self, where: int, why: str) -> None:
+        self.malformed += 1
+        if len(self.samples) < MAX_SAMPLES:
+            self.samples.append(f"byte {where}: {why}")
+
+
+def parse_time(value: str) -> dt.datetime | None:
+    """`timeLogged`: ISO form (`2019-02-08 21:54:05+0000`, the default iso-times) or RFC 822 form."""
+    value = value.strip()
+    if not value:
+        return None
+    for fmt in ("%Y-%m-%d %H:%M:%S%z", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S"):
+        try:
+            t = dt.datetime.strptime(value, fmt)
+        except ValueError:
+            continue
+        return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
+    try:
+        t = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
+
+
+def _ip(value: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return None
+
+
+class AccountingParser:
+    """Feed it the bytes of one file (from its start, or from an offset with the stored header)."""
+
+    def __init__(self, vmta_ips: Mapping[str, str], known_ips: set[str] | None = None,
+                 header: list[str] | None = None) -> None:
+        self.vmta_ips = dict(vmta_ips)
+        self.known_ips = known_ips
+        self.report = ParseReport(header=list(header or []))
+        self._index: dict[str, int] = {}
+        self._header_problem: str | None = None
+        self._rcpt_ip: dict[tuple[str, str], str] = {}
+        if header:
+            self._set_header(header)
+
+    def _set_header(self, header: list[str]) -> None:
+        self.report.header = header
+        self._index = {name: i for i, name in enumerate(header)}
+        missing = [c for c in REQUIRED if c not in self._index]
+        self._header_problem = f"header lacks column(s) {', '.join(missing)}" if missing else None
+        if not missing and header[0] != "type":
+            self._header_problem = "header's first column is not `type`"
+
+    # ------------------------------------------------------------------------------------ framing
+
+    def feed(self, data: bytes, final: bool = False) -> int:
+        """Parse every complete record in `data`; returns the bytes consumed (the rest: an unfinished
+        record to be fed again, with more bytes, next time)."""
+        pos, n = 0, len(data)
+        while pos < n:
+            end, quoted = pos, False
+            oversized = False
+            while True:
+                nl = data.find(b"\n", end)
+                if nl == -1:
+                    break
+                quoted ^= data.count(b'"', end, nl) % 2 == 1
+                end = nl + 1
+                if not quoted:
+                    break
+                if end - pos > MAX_RECORD_BYTES:
+                    oversized = True
+                    break
+            if nl == -1:
+                # no (closing) newline in the data: the record is unfinished
+                if n - pos > MAX_RECORD_BYTES:
+                    self.report.problem(pos, f"record longer than {MAX_RECORD_BYTES} bytes without an end")
+                    pos = n
+                elif final and n > pos:
+                    self._record(data[pos:n], pos)
+                    pos = n
+                break
+            if oversized or end - pos > MAX_RECORD_BYTES:
+                self.report.problem(pos, f"record longer than {MAX_RECORD_BYTES} bytes")
+                # resynchronise at the first newline of this record, whatever the quotes say
+                pos = data.find(b"\n", pos) + 1
+                continue
+            self._record(data[pos:end], pos)
+            pos = end
+        self.report.consumed += pos
+        return pos
+
+    # ------------------------------------------------------------------------------------ records
+
+    def _record(self, raw: bytes, where: int) -> None:
+        line = raw.rstrip(b"\r\n")
+        if not line.strip():
+            return
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            self.report.problem(where, "not UTF-8")
+            return
+        if "\x00" in text:
+            self.report.problem(where, "NUL byte")
+            return
+        try:
+            rows = list(csv.reader([text], strict=True))
+        except csv.Error as err:
+            self.report.problem(where, f"not CSV ({err})")
+            return
+        if len(rows) != 1:
+            self.report.problem(where, "not one CSV record")
+            return
+        fields = rows[0]
+        if fields and fields[0] == "type":
+            self._set_header(fields)
+            return
+        if not self._index:
+            self.report.problem(where, "record before any header row")
+            return
+        if self._header_problem:
+            self.report.problem(where, self._header_problem)
+            return
+        if len(fields) != len(self.report.header):
+            self.report.problem(where, f"{len(fields)} fields, header has {len(self.report.header)}")
+            return
+        self._count(fields, where)
+
+    def _get(self, fields: list[str], name: str) -> str:
+        i = self._index.get(name)
+        return fields[i] if i is not None else ""
+
+    def _count(self, fields: list[str], where: int) -> None:
+        kind = fields[0].strip()
+        if kind in IGNORED:
+            self.report.records += 1
+            self.report.by_type[kind] += 1
+            self.report.ignored += 1
+            return
+        if kind not in COUNTED:
+            self.report.problem(where, f"unknown record type {kind[:20]!r}")
+            return
+        when = parse_time(self._get(fields, "timeLogged"))
+        if when is None:
+            self.report.problem(where, f"unparsable timeLogged {self._get(fields, 'timeLogged')[:40]!r}")
+            return
+        self.report.records += 1
+        self.report.by_type[kind] += 1
+        ip = _ip(self._get(fields, "dlvSourceIp")) or self.vmta_ips.get(self._get(fields, "vmta").strip())
+        rcpt_key = (self._get(fields, "rcpt").strip().lower(), self._get(fields, "envId").strip())
+        if ip is None and kind == "rb":
+            ip = self._rcpt_ip.get(rcpt_key)
+        if ip is None or (self.known_ips is not None and ip not in self.known_ips):
+            self.report.unattributed += 1
+            if kind == "t":
+                self.report.transient += 1
+            return
+        if kind == "d" and rcpt_key[0] and len(self._rcpt_ip) < MAX_RCPT_MEMORY:
+            self._rcpt_ip[rcpt_key] = ip
+        c = self.report.totals.setdefault((ip, when.date()), Counts())
+        if kind == "d":
+            c.sent += 1
+            c.delivered += 1
+        elif kind == "b":
+            c.sent += 1
+            c.bounced += 1
+        elif kind == "rb":
+            c.bounced += 1
+        elif kind == "f":
+            c.complaints += 1
+        else:
+            c.transient += 1
+            self.report.transient += 1
+
+
+def parse_accounting(data: bytes, vmta_ips: Mapping[str, str], known_ips: set[str] | None = None,
+                     header: list[str] | None = None, final: bool = True) -> ParseReport:
+    """Parse a whole file's bytes (or the bytes after an offset, with the stored header)."""
+    parser = AccountingParser(vmta_ips, known_ips, header)
+    parser.feed(data, final=final)
+    return parser.report

@@ -1,0 +1,62 @@
+"""AccountingIngestWorkflow: fetch new PowerMTA accounting records from every enabled MTA host over SFTP
+and count them into the daily stats. Run hourly by a Temporal Schedule (workers/accounting_schedule.py);
+idempotent (offsets live in the database), so overlapping or repeated runs add nothing twice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.accounting import HostIngestReport, HostIngestRequest
+    from activities.alerts import Alert
+
+
+@dataclass
+class AccountingIngestInput:
+    hosts: list[str] | None = None  # None: every enabled MTA host
+
+
+@dataclass
+class AccountingIngestResult:
+    hosts: list[HostIngestReport] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def records(self) -> int:
+        return sum(f.records for h in self.hosts for f in h.files)
+
+
+@workflow.defn(name="AccountingIngestWorkflow")
+class AccountingIngestWorkflow:
+    @workflow.run
+    async def run(self, inp: AccountingIngestInput) -> AccountingIngestResult:
+        hosts = inp.hosts
+        if hosts is None:
+            hosts = await workflow.execute_activity(
+                "list_accounting_hosts", result_type=list[str], start_to_close_timeout=timedelta(seconds=60))
+        result = AccountingIngestResult()
+        for host in hosts:
+            try:
+                report = await workflow.execute_activity(
+                    "ingest_host_accounting", HostIngestRequest(host), result_type=HostIngestReport,
+                    start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=timedelta(minutes=5),
+                    retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["HostKeyMismatch"]))
+            except ActivityError as err:
+                result.failed[host] = str(err.cause or err)
+                continue
+            result.hosts.append(report)
+        malformed = sum(f.malformed for h in result.hosts for f in h.files)
+        if result.failed or malformed:
+            body = "; ".join(f"{h}: {e}" for h, e in result.failed.items())
+            if malformed:
+                body += f"{'; ' if body else ''}{malformed} malformed accounting record(s) skipped"
+            await workflow.execute_activity(
+                "send_alert", Alert(key="accounting-ingest", title="Accounting ingest had problems", body=body,
+                                    severity="warning"),
+                result_type=bool, start_to_close_timeout=timedelta(seconds=60))
+        return result
