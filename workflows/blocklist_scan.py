@@ -1,0 +1,141 @@
+"""BlocklistScanWorkflow: the scheduled blocklist scan (Temporal Schedule, every 4 h by default).
+
+Scans every warming, active and quarantined IP and its domain ("blocklist_scan_targets",
+"scan_blocklists"), compares the report with the database ("blocklist_evaluate_scan", pure rule
+models.failover.scan_decision), then acts:
+- a new listing of a warming/active IP starts its FailoverSaga through the activity
+  "start_failover_saga" (client start with USE_EXISTING). Not a child workflow: a child start has no
+  id-conflict policy (a second detection would fail instead of joining the running saga), and the
+  saga must outlive the scan whatever the parent close policy; the activity is also what the CLI
+  uses, so a manual and a scheduled detection join the same saga;
+- a quarantined IP whose quarantine is over: clean -> resting, then re-warm ("start_ip_warmup");
+  still listed -> quarantine extended; listed again after the maximum extensions -> retiring + alert.
+Zones that failed their self-test are reported (alert) and their answers never act.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.alerts import Alert
+    from activities.blocklists import ScanReport, ScanRequest, ScanTarget
+    from activities.failover import EvaluateRequest, QuarantineAction, StartSagaRequest, StartSagaResult
+    from activities.warmup_control import StartWarmupRequest
+    from models.failover import ScanAction, ScanDecision
+
+SCHEDULE_ID = "blocklist-scan"
+DB_TIMEOUT = timedelta(minutes=2)
+DB_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=["UnknownTenant", "BadRequest", "UnknownIp"])
+
+
+@dataclass
+class ScanInput:
+    tenant: str | None = None  # None: the whole fleet
+
+
+@dataclass
+class ScanSummary:
+    targets: int = 0
+    queries: int = 0
+    listed: int = 0
+    broken_zones: list[str] = field(default_factory=list)
+    sagas: list[str] = field(default_factory=list)  # workflow ids started or joined
+    extended: list[str] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
+    rewarming: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+@workflow.defn(name="BlocklistScanWorkflow")
+class BlocklistScanWorkflow:
+    def __init__(self) -> None:
+        self._summary = ScanSummary()
+        self._phase = "starting"
+
+    @workflow.query
+    def summary(self) -> ScanSummary:
+        return self._summary
+
+    @workflow.query
+    def phase(self) -> str:
+        return self._phase
+
+    @workflow.run
+    async def run(self, inp: ScanInput) -> ScanSummary:
+        wid = workflow.info().workflow_id
+        s = self._summary
+        self._phase = "targets"
+        targets: list[ScanTarget] = await workflow.execute_activity(
+            "blocklist_scan_targets", inp.tenant, result_type=list[ScanTarget], start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY)
+        s.targets = len(targets)
+        self._phase = "scan"
+        report: ScanReport = await workflow.execute_activity(
+            "scan_blocklists", ScanRequest(targets), result_type=ScanReport,
+            start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=timedelta(seconds=60),
+            retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["BadScanRequest"]))
+        s.queries, s.listed = report.queries, report.listed
+        s.broken_zones = [f"{b.zone_name}: {b.reason}" for b in report.broken]
+        self._phase = "evaluate"
+        decisions: list[ScanDecision] = await workflow.execute_activity(
+            "blocklist_evaluate_scan", EvaluateRequest(report, wid), result_type=list[ScanDecision],
+            start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
+        self._phase = "act"
+        for d in decisions:
+            try:
+                await self._act(d, wid)
+            except ActivityError as err:
+                s.problems.append(f"{d.address} {d.action.value}: {err.cause or err}")
+        if s.broken_zones:
+            await self._alert(f"blocklist-scan/broken/{','.join(sorted(b.zone for b in report.broken))}",
+                              "Blocklist zones failed their self-test",
+                              "Their answers were ignored in this scan:\n" + "\n".join(s.broken_zones), "warning")
+        if s.problems:
+            await self._alert(f"{wid}/problems", "Blocklist scan: actions failed", "\n".join(s.problems), "critical")
+        self._phase = "done"
+        return s
+
+    async def _alert(self, key: str, title: str, body: str, severity: str) -> None:
+        await workflow.execute_activity("send_alert", Alert(key=key, title=title, body=body, severity=severity),
+                                        start_to_close_timeout=timedelta(seconds=60),
+                                        retry_policy=RetryPolicy(maximum_attempts=3))
+
+    async def _act(self, d: ScanDecision, wid: str) -> None:
+        s = self._summary
+        if d.action == ScanAction.START_SAGA:
+            res: StartSagaResult = await workflow.execute_activity(
+                "start_failover_saga", StartSagaRequest(d.tenant, d.address, list(d.listings), f"scan {wid}"),
+                result_type=StartSagaResult, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
+            s.sagas.append(res.workflow_id)
+        elif d.action in (ScanAction.EXTEND, ScanAction.RETIRE, ScanAction.REST_AND_REWARM):
+            changed: bool = await workflow.execute_activity(
+                "blocklist_quarantine_action", QuarantineAction(d.address, d.action.value, list(d.listings), wid),
+                result_type=bool, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
+            if not changed:
+                return
+            if d.action == ScanAction.EXTEND:
+                s.extended.append(d.address)
+            elif d.action == ScanAction.RETIRE:
+                s.retired.append(d.address)
+                await self._alert(f"retire/{d.address}", f"{d.tenant}: {d.address} retiring",
+                                  f"{d.address} ({d.tenant}) was {d.detail}: "
+                                  f"{'; '.join(lst.describe() for lst in d.listings)}. It is retiring and will not "
+                                  "send again; replace it in the inventory.", "critical")
+            else:
+                try:
+                    await workflow.execute_activity(
+                        "start_ip_warmup", StartWarmupRequest(d.address, "re-warm after quarantine (clean)", wid),
+                        result_type=str, start_to_close_timeout=timedelta(minutes=2),
+                        retry_policy=RetryPolicy(maximum_attempts=3,
+                                                 non_retryable_error_types=["WarmupRefused"]))
+                    s.rewarming.append(d.address)
+                except ActivityError as err:
+                    await self._alert(f"rewarm/{d.address}", f"{d.tenant}: {d.address} resting, re-warm refused",
+                                      f"{d.address} left quarantine clean and is resting, but its warmup could not "
+                                      f"start: {err.cause or err}", "warning")
