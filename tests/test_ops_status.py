@@ -1,0 +1,142 @@
+"""`email-engine status`: the reference fleet, persisted checks of other features, Temporal up and down."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+
+import pytest
+from sqlalchemy import inspect, text
+from temporalio import workflow
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.worker import Worker
+from typer.testing import CliRunner
+
+from activities.db import get_engine
+from activities.inventory import apply_inventory
+from activities.status import collect
+from cli.main import app
+from models.inventory import parse
+from tests.conftest import REFERENCE_INVENTORY
+from tests.support import free_port
+from workflows.search_attributes import TENANT, WARMUP_PHASE
+
+
+@workflow.defn(name="IpWarmupWorkflow", sandboxed=False)
+class WarmupStub:
+    """Stands in for the warmup: same type name, the fields of its "status" query that status reads."""
+
+    @workflow.run
+    async def run(self, paused: bool) -> None:
+        self.paused = paused
+        await workflow.wait_condition(lambda: False)
+
+    @workflow.query(name="status")
+    def status(self) -> dict:  # type: ignore[type-arg]
+        return {"paused": self.paused, "pause_reason": "bounce rate 6%" if self.paused else "",
+                "paused_until": None, "paused_by": "gate" if self.paused else ""}
+
+
+@workflow.defn(name="FailoverSaga", sandboxed=False)
+class FailoverStub:
+    @workflow.run
+    async def run(self, tenant: str) -> None:
+        self.tenant = tenant
+        await workflow.wait_condition(lambda: False)
+
+    @workflow.query(name="state")
+    def state(self) -> dict:  # type: ignore[type-arg]
+        return {"status": "held", "tenant": self.tenant, "address": "198.51.100.9",
+                "reasons": ["another listing in 7 days"], "listings": ["zen.example"]}
+
+
+def seed_checks(url: str) -> set[str]:
+    """Rows the DNS-check, blocklist and deploy features persist (where their tables exist)."""
+    engine = get_engine(url)
+    tables = set(inspect(engine).get_table_names())
+    now = dt.datetime.now(dt.UTC)
+    with engine.begin() as conn:
+        ip_id, dom_id = conn.execute(text(
+            "SELECT i.id, d.id FROM sending_ip i JOIN sending_domain d ON d.ip_id = i.id "
+            "WHERE i.address = '45.124.20.5'")).one()
+        conn.execute(text("INSERT INTO blocklist_event (ip_id, zone, detected_at) VALUES (:i, 'zen.example', :t)"),
+                     {"i": ip_id, "t": now})
+        if "dns_check" in tables:
+            items = json.dumps({"spf": {"status": "invalid", "reason": "IP not authorized"},
+                                "dkim": {"status": "valid"}})
+            conn.execute(text("INSERT INTO dns_check (domain_id, ip_address, checked_at, overall, items) "
+                              "VALUES (:d, '45.124.20.5', :t, 'invalid', :items)"),
+                         {"d": dom_id, "t": now - dt.timedelta(hours=2), "items": items})
+        if "blocklist_scan_run" in tables:
+            conn.execute(text("INSERT INTO blocklist_scan_run (workflow_id, started_at, finished_at, ips_scanned, "
+                              "listed, inconclusive, broken_zones, decisions) VALUES ('scan/x', :s, :f, 100, 1, 0, "
+                              ":b, '[]')"),
+                         {"s": now - dt.timedelta(hours=3), "f": now - dt.timedelta(hours=3),
+                          "b": json.dumps(["bl.broken.example"])})
+    return tables
+
+
+async def test_status_of_reference_fleet_with_temporal(db_url: str, temporal_local) -> None:  # type: ignore[no-untyped-def]
+    apply_inventory(parse(REFERENCE_INVENTORY.read_text()), actor="test", url=db_url)
+    tables = seed_checks(db_url)
+    client: Client = temporal_local.client
+    tenant = f"status-{uuid.uuid4().hex[:6]}"  # the dev server is shared: only this tenant's rows count
+    queue = f"status-{uuid.uuid4()}"
+    async with Worker(client, task_queue=queue, workflows=[WarmupStub, FailoverStub]):
+        handles = []
+        for n, (phase, paused) in enumerate([("week_2", False), ("week_2", True), ("week_5", False)]):
+            handles.append(await client.start_workflow(
+                WarmupStub.run, paused, id=f"warmup/{tenant}/198.51.100.{n + 1}", task_queue=queue,
+                search_attributes=TypedSearchAttributes([SearchAttributePair(TENANT, tenant),
+                                                         SearchAttributePair(WARMUP_PHASE, phase)])))
+        handles.append(await client.start_workflow(FailoverStub.run, tenant, id=f"failover/{tenant}/198.51.100.9",
+                                                   task_queue=queue))
+        for _ in range(100):  # visibility is eventually consistent
+            data = await collect(db_url, client)
+            if data["temporal"]["warmups"].get(tenant, {}).get("running") == 3:
+                break
+        for h in handles:
+            await h.terminate()
+    assert data["tenants"]["client-2"]["by_status"]["active"] == 40
+    assert data["tenants"]["client-2"]["capacity"] == 40 * 10_000 + 50 * 2 + 100 + 250 * 2 + 500 + 1000
+    w = data["temporal"]["warmups"][tenant]
+    assert w == {"by_phase": {"week_2": 2, "week_5": 1}, "running": 3, "paused": 1}
+    assert [p["reason"] for p in data["temporal"]["paused"] if tenant in p["workflow_id"]] == ["bounce rate 6%"]
+    held = [h for h in data["temporal"]["failovers_held"] if h["tenant"] == tenant]
+    assert held and held[0]["reasons"] == ["another listing in 7 days"]
+    assert data["blocklists"]["open_listings"] == {"client-2": 1}
+    if "dns_check" in tables:
+        assert data["dns"]["failures"] == 1
+        assert data["dns"]["failing"] == [{"tenant": "client-2", "domain": data["dns"]["failing"][0]["domain"],
+                                           "overall": "invalid", "items": ["spf"]}]
+    else:
+        assert data["dns"]["available"] is False
+    if "blocklist_scan_run" in tables:
+        scan = data["blocklists"]["last_scan"]
+        assert scan["broken_zones"] == ["bl.broken.example"] and 2.9 < scan["age_hours"] < 3.1
+    else:
+        assert data["blocklists"]["last_scan"]["available"] is False
+    if "mta_deploy" in tables:
+        assert data["deploys"]["hosts"]["pmta-1"]["last_deploy"] is None
+    else:
+        assert data["deploys"]["available"] is False
+
+
+def test_status_cli_without_temporal(db_url: str, cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.settings import get_settings
+
+    apply_inventory(parse(REFERENCE_INVENTORY.read_text()), actor="test", url=db_url)
+    monkeypatch.setenv("EMAIL_ENGINE_TEMPORAL_ADDRESS", f"127.0.50.10:{free_port('127.0.50.10')}")  # nobody listens
+    get_settings.cache_clear()
+    result = cli.invoke(app, ["status", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["temporal"]["available"] is False and "Temporal unreachable" in data["temporal"]["note"]
+    assert data["inventory_warmups"]["client-1"] == {"week_1": 2, "week_2": 1, "week_3": 2, "week_4": 1, "week_5": 1}
+    assert data["tenants"]["client-1"]["capacity"] == 402_200
+    result = cli.invoke(app, ["status"])
+    assert result.exit_code == 0, result.output
+    assert "Temporal unreachable" in result.output and "402,200" in result.output
+    get_settings.cache_clear()

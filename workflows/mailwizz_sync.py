@@ -1,0 +1,71 @@
+"""MailwizzSyncWorkflow: hourly, per tenant with a MailWizz key: check that the tenant's MTA is an
+active delivery server (the activity alerts if not) and record the day's campaign figures (opens
+and clicks attributed to IPs by their sent share). One tenant's MailWizz failing does not stop the
+others; it is alerted. Started by the Temporal Schedule "mailwizz-sync" (workers/ops_bootstrap.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.alerts import Alert
+
+#: MailWizz answers that retrying cannot fix (wrong key, API disabled for the customer, wrong URL).
+NON_RETRYABLE = ["MailwizzAuthError", "MailwizzForbidden", "MailwizzNotFound", "MailwizzProtocolError",
+                 "LookupError"]
+RETRY = RetryPolicy(initial_interval=timedelta(seconds=10), backoff_coefficient=2.0,
+                    maximum_interval=timedelta(minutes=2), maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE)
+
+
+@dataclass
+class MailwizzSyncInput:
+    #: Only these tenants (None: every tenant with a MailWizz server and a key).
+    tenants: list[str] | None = None
+
+
+@dataclass
+class MailwizzSyncResult:
+    tenants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+
+
+def _cause(err: BaseException) -> str:
+    cause = err.cause if isinstance(err, ActivityError) and err.cause is not None else err
+    return str(getattr(cause, "message", None) or cause)[:500]
+
+
+@workflow.defn(name="MailwizzSyncWorkflow")
+class MailwizzSyncWorkflow:
+    @workflow.run
+    async def run(self, inp: MailwizzSyncInput) -> MailwizzSyncResult:
+        tenants = inp.tenants
+        if tenants is None:
+            tenants = await workflow.execute_activity(
+                "mailwizz_tenants", start_to_close_timeout=timedelta(seconds=30), result_type=list[str],
+                retry_policy=RetryPolicy(maximum_attempts=5))
+        result = MailwizzSyncResult()
+        for tenant in tenants:
+            try:
+                server = await workflow.execute_activity(
+                    "check_mailwizz_delivery_server", tenant, start_to_close_timeout=timedelta(minutes=2),
+                    retry_policy=RETRY, result_type=dict)
+                figures = await workflow.execute_activity(
+                    "ingest_mailwizz_stats", tenant, start_to_close_timeout=timedelta(minutes=10),
+                    retry_policy=RETRY, result_type=dict)
+                result.tenants[tenant] = {"server": server, "figures": figures}
+            except ActivityError as err:
+                result.failed.append(tenant)
+                await workflow.execute_activity(
+                    "send_alert", Alert(key=f"mailwizz-error/{tenant}", severity="warning", dedup_seconds=6 * 3600,
+                                        title=f"MailWizz of {tenant} could not be read",
+                                        body=f"{_cause(err)}. The tenant's opens and clicks are not updated "
+                                             "until this is fixed; sending itself is not affected."),
+                    start_to_close_timeout=timedelta(seconds=60))
+        return result
