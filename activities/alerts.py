@@ -1,10 +1,16 @@
 """The one alerts activity every workflow uses. It never fails the workflow that sends it.
 
-Today: a structured log line. The Telegram integration plugs in here (formatting, dedup, rate limit).
+Every alert is deduplicated (the same key within the window is sent once: state in the database
+table `alert_sent`, shared by worker threads and processes and surviving activity retries), written
+to the log, and, with a bot token configured, sent to every configured Telegram chat as HTML with
+ChatOps buttons (rate-limited per chat, retried). A Telegram or database outage is logged, never
+raised.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 
@@ -12,10 +18,19 @@ from temporalio import activity
 
 log = logging.getLogger("email_engine.alerts")
 
+#: Longest time one alert may spend on Telegram (callers give send_alert a 60 s start-to-close timeout).
+TELEGRAM_BUDGET_SECONDS = 45.0
+
 
 @dataclass(frozen=True)
 class AlertAction:
-    """A button for ChatOps: sends `name` (a signal or update) to `workflow_id`."""
+    """A button for ChatOps: sends `name` (a signal or update) to `workflow_id`.
+
+    Buttons the bot obeys: workflow "failover/<tenant>/<ip>" with updates "approve"/"deny", and
+    "warmup/<tenant>/<ip>" with signals "pause"/"resume". What is sent (models.alerting.build_args):
+    no `arg`: an update gets a reason string, a signal {"reason", "actor"}; a JSON-object `arg` is sent
+    as that object; another `arg` as that string. `{actor}` in it becomes who pressed the button.
+    """
 
     label: str
     workflow_id: str
@@ -31,11 +46,85 @@ class Alert:
     body: str = ""
     severity: str = "info"  # info | warning | critical
     actions: list[AlertAction] = field(default_factory=list)
+    #: Dedup window for this alert in seconds (None: EMAIL_ENGINE_ALERT_DEDUP_SECONDS).
+    dedup_seconds: int | None = None
+
+
+def _claimant() -> str:
+    """Who is sending: the activity attempt's identity (stable across its retries), or nobody."""
+    with contextlib.suppress(RuntimeError):
+        info = activity.info()
+        return f"{info.workflow_id}/{info.workflow_run_id}/{info.activity_id}"
+    return ""
+
+
+async def deliver_alert(alert: Alert, claimant: str | None = None) -> bool:
+    """Deduplicate, log and (with a token) send; True if it went out, False if suppressed or failed.
+    `claimant` (default: the running activity's identity) lets a retry of the same sender resend."""
+    if claimant is None:
+        claimant = _claimant()
+    from activities import alert_store
+    from models.alerting import action_allowed, format_html, parse_id_list
+    from models.settings import get_settings
+
+    settings = get_settings()
+    level = {"critical": logging.ERROR, "warning": logging.WARNING}.get(alert.severity, logging.INFO)
+    window = settings.alert_dedup_seconds if alert.dedup_seconds is None else alert.dedup_seconds
+    try:
+        fresh = await asyncio.to_thread(alert_store.claim, alert.key, window, claimant)
+    except Exception as exc:  # the database is down: better a duplicate than a lost alert
+        log.warning("alert dedup unavailable (%s); sending anyway", exc)
+        fresh = True
+    if not fresh:
+        log.info("[%s] duplicate within %ss, suppressed: %s", alert.key, window, alert.title)
+        return False
+    log.log(level, "[%s] %s: %s", alert.key, alert.title, alert.body)
+    token = settings.telegram_bot_token.get_secret_value()
+    if not token:  # the log is the delivery
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(alert_store.settle, alert.key, claimant, True)
+        return True
+    delivered = False
+    try:
+        chats = parse_id_list(settings.telegram_chat_ids, "EMAIL_ENGINE_TELEGRAM_CHAT_IDS")
+        if not chats:
+            log.error("telegram: a bot token is set but EMAIL_ENGINE_TELEGRAM_CHAT_IDS is empty")
+        actions = [a for a in alert.actions if action_allowed(a.workflow_id, a.kind, a.name)]
+        for a in alert.actions:
+            if a not in actions:
+                log.error("[%s] button %r (%s %s to %s) is not a ChatOps action the bot obeys; left out",
+                          alert.key, a.label, a.kind, a.name, a.workflow_id)
+        tokens: list[str] = []
+        if actions and chats:
+            tokens = await asyncio.to_thread(alert_store.store_buttons, alert.key,
+                                             [(a.label, a.workflow_id, a.name, a.kind, a.arg) for a in actions])
+        buttons = [(a.label, f"ee:{t}") for a, t in zip(actions, tokens, strict=True)] if tokens else []
+        text = format_html(alert)
+        if chats:
+            from activities.telegram import make_bot, send_html
+
+            results: list[bool] = []
+            try:
+                # callers give send_alert 60 s: stay inside, whatever Telegram does
+                async with asyncio.timeout(TELEGRAM_BUDGET_SECONDS):
+                    async with make_bot(token, settings.telegram_base_url) as bot:
+                        for chat in sorted(chats):
+                            results.append(await send_html(bot, chat, text, buttons,
+                                                           settings.alert_rate_per_minute))
+            finally:
+                delivered = any(results)
+    except Exception as exc:  # never fail the workflow: a Telegram outage is logged
+        log.error("[%s] telegram delivery failed: %s: %s", alert.key, type(exc).__name__, exc)
+    with contextlib.suppress(Exception):
+        await asyncio.to_thread(alert_store.settle, alert.key, claimant, delivered)
+    return delivered
 
 
 @activity.defn(name="send_alert")
 async def send_alert(alert: Alert) -> bool:
     """Deliver an alert; returns whether it went out (False is logged, never raised)."""
-    level = {"critical": logging.ERROR, "warning": logging.WARNING}.get(alert.severity, logging.INFO)
-    log.log(level, "[%s] %s: %s", alert.key, alert.title, alert.body)
-    return True
+    try:
+        return await deliver_alert(alert, _claimant())
+    except Exception as exc:
+        log.error("[%s] alert not delivered: %s: %s", alert.key, type(exc).__name__, exc)
+        return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 
 import typer
@@ -18,6 +19,7 @@ from workers import bootstrap, devserver, engine
 from workers.temporal_client import connect
 
 REFERENCE_INVENTORY = Path("deploy/reference-inventory.toml")
+LOOPBACK_RESOLVER = "127.0.0.1:53"
 
 
 def dev(
@@ -28,8 +30,14 @@ def dev(
 ) -> None:
     """Run the engine locally: migrate, start the Temporal dev server (Web UI) and a worker, load the
     inventory, print the fleet. Ctrl-C stops everything this command started."""
+    if not get_settings().dns_resolvers:
+        # The run command never reaches a non-loopback address: without a configured resolver its
+        # scheduled DNS and blocklist checks ask 127.0.0.1 (and report `unknown` if none runs there).
+        os.environ["EMAIL_ENGINE_DNS_RESOLVERS"] = LOOPBACK_RESOLVER
+        get_settings.cache_clear()
     settings = get_settings()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    console.print(f"DNS resolvers: {settings.dns_resolvers} (EMAIL_ENGINE_DNS_RESOLVERS)")
     var = settings.var_dir
     var.mkdir(parents=True, exist_ok=True)
     db.upgrade()

@@ -7,7 +7,18 @@ import logging
 
 import typer
 
+from cli import bot as bot_cli
 from cli import db, dev, inventory
+from cli import dkim as dkim_cli
+from cli import dns as dns_cli
+from cli import failover as failover_cli
+from cli import mailwizz as mailwizz_cli
+from cli import mta as mta_cli
+from cli import rotation as rotation_cli
+from cli import scan as scan_cli
+from cli import stats as stats_cli
+from cli import status as status_cli
+from cli import warmup as warmup_cli
 
 app = typer.Typer(
     help="Email Engine: keep a multi-tenant fleet of dedicated sending IPs healthy "
@@ -17,6 +28,17 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(inventory.app, name="inventory")
+app.add_typer(dns_cli.app, name="dns")
+app.add_typer(rotation_cli.app, name="rotation")
+app.add_typer(failover_cli.app, name="failover")
+app.add_typer(scan_cli.app, name="scan")
+app.command(name="bot")(bot_cli.bot)
+app.command(name="status")(status_cli.status)
+app.add_typer(mailwizz_cli.app, name="mailwizz")
+app.add_typer(warmup_cli.app, name="warmup")
+app.add_typer(stats_cli.app, name="stats")
+app.add_typer(mta_cli.app, name="mta")
+app.add_typer(dkim_cli.app, name="dkim")
 app.command(name="dev")(dev.dev)
 
 

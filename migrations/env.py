@@ -4,7 +4,7 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
-import models.tables  # noqa: F401  (registers the tables on the metadata)
+import models.all_tables  # noqa: F401  (registers every table on the metadata)
 
 config = context.config
 target_metadata = SQLModel.metadata

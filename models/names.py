@@ -1,5 +1,7 @@
 """Validation of every name and address that can end up in SQL, a config file or a shell.
 
+Patterns are anchored at the very end of the text (`$` would also match before a trailing newline).
+
 The rules are deliberately narrower than what DNS allows: anything rendered into an MTA config
 line must not be able to break out of it (no whitespace, quotes, `<`, `>`, `#`, control characters).
 """
@@ -10,11 +12,11 @@ import ipaddress
 import re
 
 _LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
-_HOSTNAME_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})+$")
-_SELECTOR_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
-_TENANT_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62})$")
-_PATH_RE = re.compile(r"^/(?:[A-Za-z0-9._+-]+/)*[A-Za-z0-9._+-]+$")
+_HOSTNAME_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})+\Z")
+_SELECTOR_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*\Z")
+_TENANT_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62})\Z")
+_PATH_RE = re.compile(r"^/(?:[A-Za-z0-9._+-]+/)*[A-Za-z0-9._+-]+\Z")
 
 
 class NameError_(ValueError):

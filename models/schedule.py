@@ -27,6 +27,12 @@ class Schedule:
     quotas: tuple[tuple[WarmupPhase, int], ...] = tuple(REFERENCE_QUOTAS.items())
     active_quota: int = ACTIVE_QUOTA
     min_days: int = MIN_DAYS_PER_PHASE
+    #: per-phase minimum days where a tenant's plan sets them (others: min_days)
+    min_days_by_phase: tuple[tuple[WarmupPhase, int], ...] = ()
+
+    def days(self, phase: WarmupPhase) -> int:
+        """Minimum days in `phase`."""
+        return dict(self.min_days_by_phase).get(phase, self.min_days)
 
     def quota(self, phase: WarmupPhase | None) -> int:
         if phase is None:

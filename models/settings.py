@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -33,6 +33,85 @@ class Settings(BaseSettings):
     dns_resolvers: str = ""
     #: Per-query DNS timeout in seconds.
     dns_timeout: float = Field(default=3.0, gt=0, le=60)
+
+    # --- Warmup and accounting stats (issue 4) ---
+    #: Daily warmup ticks are spread over this many seconds after 00:00 UTC (stable per IP).
+    warmup_wake_window_seconds: int = Field(default=3600, ge=1, le=86_399)
+    #: Directory and file pattern of PowerMTA accounting files on each MTA host (fetched over SFTP).
+    accounting_dir: str = "/var/log/pmta"
+    accounting_glob: str = "acct-*.csv"
+    #: Interval (minutes) of the AccountingIngestWorkflow schedule.
+    accounting_ingest_interval_minutes: int = Field(default=60, ge=1, le=24 * 60)
+
+    # --- DNS authentication checks (issue 5) ---
+    #: UTC hour of the daily DnsValidationWorkflow schedule.
+    dns_check_hour: int = Field(default=6, ge=0, le=23)
+    #: Domains checked at the same time by the workflow and `dns check`.
+    dns_check_concurrency: int = Field(default=8, ge=1, le=256)
+    #: The gate refuses a check older than this many hours (0: any age counts).
+    dns_gate_max_age_hours: float = Field(default=48, ge=0)
+
+    # --- Failover saga and scheduled blocklist scans (issue 6) ---
+    #: Circuit breaker: auto-activate a standby only if the tenant's complaint rate over the window is below this.
+    failover_max_complaint_rate: float = Field(default=0.001, ge=0, le=1)
+    #: Window (days) for the complaint rate and for "another IP of the tenant was listed".
+    failover_window_days: int = Field(default=7, ge=1, le=90)
+    #: A held failover (circuit breaker open) is denied after this many hours without an operator's answer.
+    failover_approval_timeout_hours: float = Field(default=24, gt=0, le=24 * 30)
+    #: Quarantine period (days) of a listed IP, and how many times it may be extended before retiring.
+    quarantine_days: int = Field(default=7, ge=1, le=90)
+    quarantine_max_extensions: int = Field(default=3, ge=0, le=20)
+    #: Interval (hours) of the BlocklistScanWorkflow schedule.
+    blocklist_scan_interval_hours: float = Field(default=4, gt=0, le=24 * 7)
+    #: Blocklist catalogue (TOML, format in README); empty: the shipped models/blocklists.toml.
+    blocklist_catalog: Path | None = None
+    #: Spamhaus DQS key: Spamhaus zones are then queried as <key>.<zone>.dq.spamhaus.net (never printed).
+    spamhaus_dqs_key: SecretStr | None = None
+    #: Blocklist DNS queries in flight at once during a scan.
+    blocklist_concurrency: int = Field(default=100, ge=1, le=10_000)
+
+    # --- Operators' side (integrations helper): Telegram, MailWizz, metrics ---
+    #: Telegram bot token; empty: alerts go to the log only.
+    telegram_bot_token: SecretStr = SecretStr("")
+    #: Chat IDs that receive alerts and whose button presses are obeyed (comma-separated integers).
+    telegram_chat_ids: str = ""
+    #: Telegram user IDs allowed to press Approve/Deny/Pause/Resume (comma-separated integers).
+    telegram_admin_ids: str = ""
+    #: Bot API base URL (python-telegram-bot `base_url`); the token is appended.
+    telegram_base_url: str = "https://api.telegram.org/bot"
+    #: The same alert key within this many seconds is sent once.
+    alert_dedup_seconds: int = Field(default=3600, ge=0)
+    #: At most this many Telegram messages per chat per minute (Telegram allows about 20 in a group).
+    alert_rate_per_minute: int = Field(default=20, ge=1, le=60)
+    #: MailWizz API keys per tenant: `client-1=KEY,client-2=KEY` or a JSON object {"client-1": "KEY"}.
+    mailwizz_keys: SecretStr = SecretStr("")
+    #: Per-request MailWizz timeout (seconds) and attempts on timeouts/5xx (with exponential backoff).
+    mailwizz_timeout: float = Field(default=10.0, gt=0, le=300)
+    mailwizz_attempts: int = Field(default=4, ge=1, le=10)
+    #: Temporal SDK Prometheus endpoint of the worker (`host:port`); empty disables it.
+    metrics_address: str = "127.0.0.1:9464"
+    #: Fleet gauges (IPs by status, capacity, listings, scan age, DNS failures) endpoint; empty disables it.
+    fleet_metrics_address: str = "127.0.0.1:9465"
+
+    # --- MTA deploys over SSH (issue 3) ---
+    #: known_hosts file every MTA host key is checked against (OpenSSH format); empty: <var_dir>/ssh/known_hosts.
+    ssh_known_hosts: Path | None = None
+    #: Private key for SSH deploys; empty: <var_dir>/ssh/id_ed25519.
+    ssh_key_path: Path | None = None
+    #: Seconds to wait for an SSH connection (and its handshake).
+    ssh_connect_timeout: float = Field(default=15.0, gt=0, le=300)
+    #: Seconds a validate/reload/verify command may run on the MTA host.
+    ssh_command_timeout: float = Field(default=120.0, gt=0, le=3600)
+    #: Releases kept on each MTA host (current and previous included).
+    mta_keep_releases: int = Field(default=5, ge=2, le=100)
+    #: MTA hosts (comma-separated names) that run on this machine: deployed with local files and
+    #: commands instead of SSH (e.g. a single-box Postfix). Only enabled hosts are ever deployed.
+    mta_local_hosts: str = ""
+
+    @field_validator("ssh_known_hosts", "ssh_key_path", mode="before")
+    @classmethod
+    def _empty_path_is_default(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     def resolvers(self) -> list[tuple[str, int]]:
         """`dns_resolvers` parsed to (address, port) pairs; ValueError names a bad entry."""

@@ -125,6 +125,8 @@ class DailyStat(SQLModel, table=True):
     complaints: int = 0
     opens: int = 0
     clicks: int = 0
+    #: whether `opens` was measured that day (open tracking); the warmup gate ignores unmeasured days
+    opens_measured: bool = False
 
 
 class BlocklistEvent(SQLModel, table=True):

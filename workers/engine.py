@@ -40,10 +40,25 @@ async def run(settings: Settings | None = None, stop: asyncio.Event | None = Non
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
-    client = await connect(settings)
+    from workers import metrics
+
+    # The SDK metrics runtime must exist before the client connects; a port in use is logged, not fatal.
+    try:
+        runtime = metrics.temporal_runtime(settings.metrics_address)
+    except Exception as exc:
+        log.error("Temporal SDK metrics disabled: %s", exc)
+        runtime = None
+    fleet_server = None
+    try:
+        fleet_server = metrics.serve_fleet_metrics(settings.fleet_metrics_address)
+    except Exception as exc:
+        log.error("fleet metrics disabled: %s", exc)
+    client = await connect(settings, runtime=runtime)
     with ThreadPoolExecutor(max_workers=32) as executor:
         worker = build_worker(client, settings.task_queue, executor)
         async with worker:
             log.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
             await stop.wait()
             log.info("worker shutting down")
+    if fleet_server is not None:
+        fleet_server.shutdown()

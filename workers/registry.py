@@ -8,13 +8,38 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from activities.accounting import ingest_host_accounting, list_accounting_hosts
 from activities.alerts import send_alert
+from activities.blocklists import blocklist_scan_targets, scan_blocklists
+from activities.dns_checks import check_dns_domain, list_dns_targets
+from activities.dns_gate import check_dns_gate
+from activities.failover import ACTIVITIES as FAILOVER_ACTIVITIES
+from activities.failover import start_failover_saga
 from activities.fleet import fleet_snapshot
+from activities.mailwizz import check_mailwizz_delivery_server, ingest_mailwizz_stats, mailwizz_tenants
+from activities.mta.deploy import deploy_mta_host
+from activities.mta.requests import deploy_tenant_pool
+from activities.warmup import apply_warmup_step, load_warmup_context
+from activities.warmup_control import cancel_ip_warmup, start_ip_warmup
 
 
 def workflows() -> list[type]:
-    return []
+    from workflows.accounting import AccountingIngestWorkflow
+    from workflows.blocklist_scan import BlocklistScanWorkflow
+    from workflows.dns_validation import DnsValidationWorkflow
+    from workflows.failover import FailoverSaga
+    from workflows.mailwizz_sync import MailwizzSyncWorkflow
+    from workflows.mta_deploy import MtaDeployWorkflow
+    from workflows.warmup import IpWarmupWorkflow
+
+    return [MtaDeployWorkflow, FailoverSaga, BlocklistScanWorkflow, DnsValidationWorkflow, IpWarmupWorkflow,
+            AccountingIngestWorkflow, MailwizzSyncWorkflow]
 
 
 def activities() -> list[Callable[..., Any]]:
-    return [fleet_snapshot, send_alert]
+    return [fleet_snapshot, send_alert, deploy_mta_host, deploy_tenant_pool, check_dns_gate,
+            check_dns_domain, list_dns_targets,
+            *FAILOVER_ACTIVITIES, start_failover_saga, scan_blocklists, blocklist_scan_targets,
+            check_mailwizz_delivery_server, ingest_mailwizz_stats, mailwizz_tenants,
+            load_warmup_context, apply_warmup_step, start_ip_warmup, cancel_ip_warmup,
+            list_accounting_hosts, ingest_host_accounting]

@@ -1,0 +1,9 @@
+"""Imports every table module, so SQLModel.metadata knows the whole schema (migrations, tests)."""
+
+import models.accounting_tables
+import models.deploy_history
+import models.dns_tables
+import models.failover_tables
+import models.ops_tables
+import models.rotation_tables
+import models.tables  # noqa: F401
