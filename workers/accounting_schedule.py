@@ -9,7 +9,6 @@ from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
@@ -18,6 +17,7 @@ from temporalio.client import (
 )
 
 from models.settings import Settings
+from workers.schedules import install_schedule
 
 SCHEDULE_ID = "accounting-ingest"
 
@@ -37,19 +37,6 @@ def schedule(settings: Settings) -> Schedule:
 
 async def install_accounting_schedule(client: Client, settings: Settings) -> list[str]:
     """Create the schedule, or bring an existing one up to date (idempotent)."""
-    wanted = schedule(settings)
-    try:
-        await client.create_schedule(SCHEDULE_ID, wanted)
-        verb = "installed"
-    except ScheduleAlreadyRunningError:
-        handle = client.get_schedule_handle(SCHEDULE_ID)
-
-        def update(_: object) -> object:
-            from temporalio.client import ScheduleUpdate
-
-            return ScheduleUpdate(schedule=wanted)
-
-        await handle.update(update)  # type: ignore[arg-type]
-        verb = "updated"
+    verb = await install_schedule(client, SCHEDULE_ID, schedule(settings))
     return [f"schedule {SCHEDULE_ID} {verb}: accounting ingest every "
             f"{settings.accounting_ingest_interval_minutes} min"]

@@ -8,17 +8,15 @@ from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
     ScheduleState,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
 )
 
 from models.settings import Settings
+from workers.schedules import install_schedule
 from workflows.blocklist_scan import SCHEDULE_ID, BlocklistScanWorkflow, ScanInput
 
 
@@ -36,14 +34,5 @@ def blocklist_schedule(settings: Settings) -> Schedule:
 
 async def install_blocklist_schedule(client: Client, settings: Settings) -> list[str]:
     """Create the schedule, or bring an existing one up to date with the settings (idempotent)."""
-    schedule = blocklist_schedule(settings)
-    try:
-        await client.create_schedule(SCHEDULE_ID, schedule)
-        verb = "installed"
-    except ScheduleAlreadyRunningError:
-        def update(_: ScheduleUpdateInput) -> ScheduleUpdate:
-            return ScheduleUpdate(schedule=schedule)
-
-        await client.get_schedule_handle(SCHEDULE_ID).update(update)
-        verb = "updated"
+    verb = await install_schedule(client, SCHEDULE_ID, blocklist_schedule(settings))
     return [f"Blocklists: schedule {SCHEDULE_ID!r} {verb}, every {settings.blocklist_scan_interval_hours:g} h"]

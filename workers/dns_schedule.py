@@ -6,18 +6,16 @@ from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleCalendarSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleRange,
     ScheduleSpec,
     ScheduleState,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
 )
 
 from models.settings import Settings
+from workers.schedules import install_schedule
 from workflows.dns_validation import WORKFLOW_ID, DnsValidationInput, DnsValidationWorkflow
 
 SCHEDULE_ID = "dns-validation"
@@ -38,14 +36,5 @@ def dns_schedule(settings: Settings) -> Schedule:
 
 async def install_dns_schedule(client: Client, settings: Settings) -> list[str]:
     """Create the schedule, or bring an existing one up to date with the settings (idempotent)."""
-    schedule = dns_schedule(settings)
-    try:
-        await client.create_schedule(SCHEDULE_ID, schedule)
-        verb = "installed"
-    except ScheduleAlreadyRunningError:
-        def update(_: ScheduleUpdateInput) -> ScheduleUpdate:
-            return ScheduleUpdate(schedule=schedule)
-
-        await client.get_schedule_handle(SCHEDULE_ID).update(update)
-        verb = "updated"
+    verb = await install_schedule(client, SCHEDULE_ID, dns_schedule(settings))
     return [f"DNS checks: schedule {SCHEDULE_ID!r} {verb}, daily at {settings.dns_check_hour:02d}:00 UTC"]

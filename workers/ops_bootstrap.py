@@ -9,15 +9,13 @@ from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
     ScheduleSpec,
     ScheduleState,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
 )
 
 from models.settings import Settings
+from workers.schedules import install_schedule
 
 SCHEDULE_ID = "mailwizz-sync"
 
@@ -41,16 +39,7 @@ def web_ui_url(settings: Settings, query: str) -> str:
 
 async def install_ops(client: Client, settings: Settings) -> list[str]:
     """Idempotent: creates or updates the MailWizz schedule; returns what the run command prints."""
-    schedule = mailwizz_schedule(settings)
-    try:
-        await client.create_schedule(SCHEDULE_ID, schedule)
-        verb = "installed"
-    except ScheduleAlreadyRunningError:
-        def update(_: ScheduleUpdateInput) -> ScheduleUpdate:
-            return ScheduleUpdate(schedule=schedule)
-
-        await client.get_schedule_handle(SCHEDULE_ID).update(update)
-        verb = "updated"
+    verb = await install_schedule(client, SCHEDULE_ID, mailwizz_schedule(settings))
     example = web_ui_url(settings, 'Tenant="client-2" AND WarmupPhase="week_3"')
     return [
         f"MailWizz: schedule {SCHEDULE_ID!r} {verb}, hourly (only tenants with a key in "
