@@ -452,6 +452,9 @@ async def start_saga(client: Any, req: StartSagaRequest, task_queue: str) -> Sta
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         search_attributes=TypedSearchAttributes([SearchAttributePair(TENANT, req.tenant),
                                                  SearchAttributePair(IP_ADDRESS, req.address)]),
+        memo={"tenant": req.tenant, "ip": req.address,
+              "listed_on": ", ".join(f"{li.target} on {li.zone}" for li in req.listings),
+              "detected_by": req.detected_by},
         static_summary=f"Failover of {req.address} ({req.tenant})")
     resp = getattr(handle, "_start_workflow_response", None)  # StartWorkflowExecutionResponse
     joined = resp is not None and not resp.started

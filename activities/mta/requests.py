@@ -55,6 +55,7 @@ async def ensure_deploy_workflow(client: Client, host: str, task_queue: str, url
         MtaDeployWorkflow.run, MtaDeployInput(host=host, url=url), id=_workflow_id(host), task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         static_summary=f"Serialized MTA deploys of {host}",
+        memo={"mta_host": host, "purpose": "serialized deploys of the newest inventory to this host"},
     )
 
 
