@@ -120,6 +120,9 @@ async def test_full_warmup_right_quotas_on_right_days(ts) -> None:
     assert kinds.count("advance") == 5 and kinds[0] == "start" and kinds[-1] == "active"
     assert result.runs == 6  # one continue-as-new per phase change
     assert [a.title for a in rec.alerts if "Warmup" in a.title][-1].endswith("active (10000/day)")
+    advances = [a for a in rec.alerts if a.title.startswith("Warmup") and "week_" in a.title]
+    assert len(advances) == 5 and all([(b.label, b.name) for b in a.actions] == [("Pause", "pause")]
+                                      for a in advances)  # ChatOps: a warmup alert carries Pause
 
 
 async def test_bad_week_pauses_seven_days_then_continues(ts) -> None:

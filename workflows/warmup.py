@@ -407,4 +407,5 @@ class IpWarmupWorkflow:
         await self._alert(
             f"{wid}/{to_phase or 'active'}",
             f"Warmup {self._inp.address}: {'active' if s.done else to_phase} ({s.quota}/day)",
-            f"{decision.reason}. Gate on {ctx.window_from}..{ctx.window_to}: {gate.summary()}.")
+            f"{decision.reason}. Gate on {ctx.window_from}..{ctx.window_to}: {gate.summary()}.",
+            actions=[] if s.done else [AlertAction("Pause", wid, "pause")])
