@@ -59,7 +59,7 @@ def blocklists(
     try:
         targets = inventory_targets(tenant)
     except LookupError as exc:
-        fail(str(exc).strip("'\""))
+        fail(str(exc.args[0]) if exc.args else str(exc))
     except Exception as exc:  # no database, not migrated, ...
         fail(f"cannot read the inventory database: {exc.__class__.__name__}: {str(exc).splitlines()[0]} "
              "(run `email-engine db upgrade` and `email-engine inventory load FILE`)")

@@ -364,7 +364,8 @@ def test_cli_scan_blocklists(env: Rbldnsd, sqlite_url: str, cli: Any, monkeypatc
                             ("spamhaus-dbl", "bl30-d.example"), ("barracuda", "127.0.30.30")):
             env.unlist(zone, value)
 
-    for args, message in ((["--tenant", "nobody"], "nobody"), (["--tenant", "Bad Name"], "not a valid tenant"),
+    for args, message in ((["--tenant", "nobody"], "no tenant named 'nobody'"),
+                          (["--tenant", "Bad Name"], "not a valid tenant"),
                           (["--zone", "sorbs"], "unknown blocklist zone(s): sorbs")):
         res = cli.invoke(app, ["blocklists", *args])
         assert res.exit_code == 1 and message in " ".join(res.output.split()), res.output
