@@ -193,7 +193,7 @@ PrintLastLog no
 X11Forwarding no
 PermitUserRC no
 Subsystem sftp internal-sftp
-SetEnv PATH={bin_dir}:/usr/local/bin:/usr/bin:/bin PMTA_CONFIG_DIR={config_dir}
+SetEnv PATH={bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin PMTA_CONFIG_DIR={config_dir}
 """)
     proc = subprocess.Popen([sshd_bin, "-D", "-e", "-f", str(root / "sshd_config")],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
