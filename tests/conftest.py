@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from activities import db
 from models.settings import get_settings
-from tests.support import IN_CI, postgres_admin_url
+from tests.support import postgres_admin_url, unavailable
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE_INVENTORY = REPO / "deploy" / "reference-inventory.toml"
@@ -32,9 +32,7 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # pragma: no cover - depends on the machine
-        if IN_CI:
-            pytest.fail(f"PostgreSQL is not reachable at {admin_url}: {exc}")
-        pytest.skip(f"PostgreSQL is not reachable at {admin_url}: {exc}")
+        unavailable(f"PostgreSQL is not reachable at {admin_url}: {exc}")
     url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     db.upgrade(url)
     yield url

@@ -5,10 +5,18 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+from typing import NoReturn
 
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def unavailable(message: str) -> NoReturn:
+    """A real part this test needs is missing: a skip on a developer machine, a failure in CI."""
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def require_tool(name: str, *paths: str) -> str:
@@ -16,10 +24,7 @@ def require_tool(name: str, *paths: str) -> str:
     for candidate in (*paths, shutil.which(name)):
         if candidate and os.path.exists(candidate):
             return candidate
-    message = f"{name} is not installed (scripts/system-packages installs it)"
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
+    unavailable(f"{name} is not installed (scripts/system-packages installs it)")
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -48,7 +48,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from activities.mta.local import LocalTarget
-from tests.support import free_port, require_tool
+from tests.support import free_port, require_tool, unavailable
 
 BASE_MASTER_CF = """\
 127.0.0.1:{port} inet n - n - - smtpd
@@ -223,11 +223,11 @@ def postfix_instance() -> Iterator[PostfixInstance]:
     postfix_bin = require_tool("postfix", "/usr/sbin/postfix")
     require_tool("postconf", "/usr/sbin/postconf")
     if os.geteuid() != 0:
-        pytest.skip("the isolated Postfix instance needs root (master binds and drops to mail_owner)")
+        unavailable("the isolated Postfix instance needs root (master binds and drops to mail_owner)")
     try:
         pw = pwd.getpwnam("postfix")
     except KeyError:
-        pytest.skip("no postfix user (install the postfix package)")
+        unavailable("no postfix user (install the postfix package)")
     root = Path(tempfile.mkdtemp(prefix="ee-postfix-"))
     root.chmod(0o755)
     for sub in ("etc", "spool", "data"):
