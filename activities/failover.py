@@ -409,66 +409,6 @@ ACTIVITIES: list[Callable[..., Any]] = [
 
 
 # --------------------------------------------------------------------------------------------
-# Starting (or joining) a saga from the scan workflow or the CLI
-
-
-@dataclass(frozen=True)
-class StartSagaRequest:
-    tenant: str
-    address: str
-    listings: list[Listing]
-    detected_by: str
-
-
-@dataclass(frozen=True)
-class StartSagaResult:
-    workflow_id: str
-    run_id: str
-    joined: bool  # True: a saga for this listing was already running and this detection joined it
-
-
-async def start_saga(client: Any, req: StartSagaRequest, task_queue: str) -> StartSagaResult:
-    """Start FailoverSaga `failover/<tenant>/<ip>`, or attach to the running one (USE_EXISTING).
-    A finished saga's id may be used again (a later listing after re-warming is a new failover)."""
-    from temporalio.client import Client
-    from temporalio.common import (
-        SearchAttributePair,
-        TypedSearchAttributes,
-        WorkflowIDConflictPolicy,
-        WorkflowIDReusePolicy,
-    )
-
-    from models.failover import saga_id
-    from workflows.failover import FailoverInput, FailoverSaga
-    from workflows.search_attributes import IP_ADDRESS, TENANT
-
-    assert isinstance(client, Client)
-    names.tenant(req.tenant)
-    names.ip_address(req.address)
-    wid = saga_id(req.tenant, req.address)
-    handle = await client.start_workflow(
-        FailoverSaga.run, FailoverInput(req.tenant, req.address, list(req.listings), req.detected_by), id=wid,
-        task_queue=task_queue, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        search_attributes=TypedSearchAttributes([SearchAttributePair(TENANT, req.tenant),
-                                                 SearchAttributePair(IP_ADDRESS, req.address)]),
-        memo={"tenant": req.tenant, "ip": req.address,
-              "listed_on": ", ".join(f"{li.target} on {li.zone}" for li in req.listings),
-              "detected_by": req.detected_by},
-        static_summary=f"Failover of {req.address} ({req.tenant})")
-    resp = getattr(handle, "_start_workflow_response", None)  # StartWorkflowExecutionResponse
-    joined = resp is not None and not resp.started
-    if joined:
-        await handle.signal(FailoverSaga.detected_again, [lst.zone for lst in req.listings])
-    return StartSagaResult(wid, handle.result_run_id or "", bool(joined))
-
-
-@activity.defn(name="start_failover_saga")
-async def start_failover_saga(req: StartSagaRequest) -> StartSagaResult:
-    return await start_saga(activity.client(), req, activity.info().task_queue)
-
-
-# --------------------------------------------------------------------------------------------
 # Scan evaluation: a ScanReport against the database state -> one decision per IP
 
 

@@ -1,14 +1,12 @@
-"""The fleet at a glance (`email-engine status`, fleet gauges): small read-only sections.
+"""The fleet at a glance from the inventory database (`email-engine status`, fleet gauges): small
+read-only sections.
 
 Each section reads what a feature persists; a section whose table does not exist yet says
-"not available" instead of failing. Warmups and held failovers come from Temporal (visibility
-with the engine's search attributes, then a query per workflow); when Temporal is unreachable the
-warmups fall back to the inventory and the status says so.
+"not available" instead of failing. The Temporal part (warmups, held failovers) is client/status.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import logging
@@ -25,8 +23,6 @@ from models.tables import utcnow
 log = logging.getLogger("email_engine.status")
 
 NOT_AVAILABLE = {"available": False, "note": "not available (table not created yet)"}
-#: Most workflows queried per status call (visibility lists them all; queries cost a round trip each).
-MAX_QUERIES = 200
 
 
 def _aware(value: Any) -> dt.datetime | None:
@@ -178,59 +174,3 @@ def database_sections(url: str | None = None, now: dt.datetime | None = None) ->
             "deploys": deploys_section(conn, tables, url),
             "mailwizz": mailwizz_section(conn, tables, now),
         }
-
-
-async def temporal_sections(client: Any) -> dict[str, Any]:
-    """Warmups by tenant and phase (paused ones counted) and failovers held for approval."""
-    from workflows.search_attributes import TENANT, WARMUP_PHASE
-
-    warmups: dict[str, dict[str, Any]] = {}
-    paused: list[dict[str, Any]] = []
-    n = 0
-    async for wf in client.list_workflows('WorkflowType="IpWarmupWorkflow" AND ExecutionStatus="Running"'):
-        sa = wf.typed_search_attributes
-        tenant = sa.get(TENANT) or (wf.id.split("/")[1] if wf.id.count("/") >= 2 else "?")
-        phase = sa.get(WARMUP_PHASE) or "?"
-        t = warmups.setdefault(tenant, {"by_phase": {}, "paused": 0, "running": 0})
-        t["by_phase"][phase] = t["by_phase"].get(phase, 0) + 1
-        t["running"] += 1
-        if n < MAX_QUERIES:
-            n += 1
-            try:
-                st = await client.get_workflow_handle(wf.id).query("status")
-                if isinstance(st, dict) and st.get("paused"):
-                    t["paused"] += 1
-                    paused.append({"workflow_id": wf.id, "reason": st.get("pause_reason", ""),
-                                   "until": st.get("paused_until"), "by": st.get("paused_by", "")})
-            except Exception as exc:
-                log.warning("status query of %s failed: %s", wf.id, exc)
-    held: list[dict[str, Any]] = []
-    running_failovers = 0
-    async for wf in client.list_workflows('WorkflowType="FailoverSaga" AND ExecutionStatus="Running"'):
-        running_failovers += 1
-        try:
-            st = await client.get_workflow_handle(wf.id).query("state")
-        except Exception as exc:
-            log.warning("state query of %s failed: %s", wf.id, exc)
-            continue
-        if isinstance(st, dict) and st.get("status") == "held":
-            held.append({"workflow_id": wf.id, "tenant": st.get("tenant"), "address": st.get("address"),
-                         "reasons": st.get("reasons", []), "listings": st.get("listings", [])})
-    return {"available": True, "warmups": dict(sorted(warmups.items())), "paused": paused,
-            "failovers_running": running_failovers, "failovers_held": held}
-
-
-async def collect(url: str | None = None, client: Any = None, connect_timeout: float = 3.0) -> dict[str, Any]:
-    """The whole status; `client` None: connect with the settings (a failure is a note, not an error)."""
-    data = await asyncio.to_thread(database_sections, url)
-    try:
-        if client is None:
-            from workers.temporal_client import connect
-
-            client = await asyncio.wait_for(connect(), connect_timeout)
-        data["temporal"] = await asyncio.wait_for(temporal_sections(client), 30)
-    except Exception as exc:
-        data["temporal"] = {"available": False,
-                            "note": f"Temporal unreachable ({type(exc).__name__}); "
-                                    "warmups below are the inventory's warming IPs, pause state unknown"}
-    return data

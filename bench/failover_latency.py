@@ -31,16 +31,17 @@ async def one_run(env: object, i: int) -> tuple[float, float]:
     from temporalio.testing import WorkflowEnvironment
 
     from activities import db
-    from activities.mta.requests import request_deploy
+    from client.deploys import request_deploy
     from models.blocklist import load_catalog
     from models.failover import saga_id
+    from models.failover_contracts import SagaState
+    from models.scan_contracts import ScanInput, ScanSummary
     from models.settings import get_settings
     from tests import failover_e2e as e2e
     from tests import failover_support as fs
     from tests.servers.postfix import postfix_instance
     from tests.servers.rbldnsd import Rbldnsd
-    from workflows.blocklist_scan import BlocklistScanWorkflow, ScanInput, ScanSummary
-    from workflows.failover import SagaState
+    from workflows.blocklist_scan import BlocklistScanWorkflow
 
     assert isinstance(env, WorkflowEnvironment)
     client = env.client
@@ -100,8 +101,8 @@ async def one_run(env: object, i: int) -> tuple[float, float]:
 async def main(runs: int) -> None:
     from temporalio.testing import WorkflowEnvironment
 
+    from models.search_attributes import ALL
     from workers.devserver import temporal_binary
-    from workflows.search_attributes import ALL
 
     if os.geteuid() != 0:
         sys.exit("needs root: the isolated Postfix instance binds and drops to mail_owner")

@@ -146,10 +146,11 @@ class Result:
 async def run_one(kind: str, n: int, tick_window: int, max_seconds: float, tmp: Path) -> Result:
     from temporalio.testing import WorkflowEnvironment
 
+    from models.search_attributes import ALL, IP_ADDRESS, IP_STATUS, WARMUP_PHASE
+    from models.search_attributes import TENANT as TENANT_KEY
+    from models.warmup_contracts import WarmupInput
     from workers.devserver import temporal_binary
-    from workflows.search_attributes import ALL, IP_ADDRESS, IP_STATUS, WARMUP_PHASE
-    from workflows.search_attributes import TENANT as TENANT_KEY
-    from workflows.warmup import IpWarmupWorkflow, WarmupInput
+    from workflows.warmup import IpWarmupWorkflow
 
     result = Result(kind, n)
     addresses = _addresses(n)

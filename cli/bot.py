@@ -10,8 +10,8 @@ from telegram import Update
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes
 from temporalio.client import Client
 
-from activities.chatops import Press, handle_press
 from cli.common import fail
+from client.chatops import Press, handle_press
 from models.alerting import parse_id_list
 from models.settings import Settings, get_settings
 
@@ -79,7 +79,7 @@ def bot() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its request lines contain the bot token
 
     async def main() -> None:
-        from workers.temporal_client import connect
+        from client.connection import connect
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

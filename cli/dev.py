@@ -13,10 +13,10 @@ from activities import db
 from activities.inventory import fleet
 from cli.common import console, fail
 from cli.inventory import load_file, print_fleet
+from client.connection import connect
 from models.inventory import InventoryError
 from models.settings import get_settings
 from workers import bootstrap, devserver, engine
-from workers.temporal_client import connect
 
 REFERENCE_INVENTORY = Path("deploy/reference-inventory.toml")
 LOOPBACK_RESOLVER = "127.0.0.1:53"

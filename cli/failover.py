@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from typing import Any
 
 import typer
@@ -11,7 +10,6 @@ from rich.table import Table
 
 from cli.common import JsonOpt, console, fail, print_json
 from models import names
-from models.failover import saga_id
 
 app = typer.Typer(help="Blocklist failovers (FailoverSaga): approve or deny a held failover, list open ones.",
                   no_args_is_help=True)
@@ -27,26 +25,18 @@ def _validate(tenant: str, ip: str) -> tuple[str, str]:
 
 
 async def _answer(tenant: str, ip: str, update: str, reason: str) -> str:
-    from temporalio.client import WorkflowUpdateFailedError
-    from temporalio.service import RPCError, RPCStatusCode
+    from client import failovers
+    from client.connection import connect
+    from client.errors import EngineError, TemporalUnreachable
 
-    from workers.temporal_client import connect
-
-    wid = saga_id(tenant, ip)
     try:
         client = await connect()
-    except Exception as exc:  # connection refused, bad address, ...
-        fail(f"cannot reach Temporal: {exc}")
-    handle = client.get_workflow_handle(wid)
+    except TemporalUnreachable as exc:  # connection refused, bad address, ...
+        fail(f"cannot reach Temporal: {exc.__cause__ or exc}")
     try:
-        result: str = await handle.execute_update(update, reason, result_type=str)
-        return result
-    except WorkflowUpdateFailedError as exc:
-        fail(f"{wid}: {getattr(exc.cause, 'message', None) or exc.cause or exc}")
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            fail(f"no running failover {wid}")
-        fail(f"{wid}: {exc.message}")
+        return await (failovers.approve if update == "approve" else failovers.deny)(client, tenant, ip, reason)
+    except EngineError as exc:  # not running, refused by the saga's validator, Temporal error
+        fail(str(exc))
 
 
 def _answer_cmd(tenant: str, ip: str, update: str, reason: str) -> None:
@@ -72,25 +62,24 @@ def deny(tenant: str = typer.Argument(..., help="Tenant name."),
     _answer_cmd(tenant, ip, "deny", reason)
 
 
-async def open_sagas() -> list[dict[str, Any]]:
-    """Running FailoverSaga workflows with their queried state."""
-    from workers.temporal_client import connect
+#: What `failover list --json` shows of each saga's state.
+LIST_FIELDS = ("tenant", "address", "step", "status", "decision", "standby", "reasons", "detections")
 
-    client = await connect()
+
+async def open_sagas() -> list[dict[str, Any]]:
+    """Running FailoverSaga workflows with their queried state (client.failovers.list_failovers)."""
+    from client.connection import connect
+    from client.failovers import list_failovers
+
     rows: list[dict[str, Any]] = []
-    async for wf in client.list_workflows('WorkflowType = "FailoverSaga" AND ExecutionStatus = "Running"'):
-        row: dict[str, Any] = {"workflow_id": wf.id, "started": wf.start_time.isoformat()}
-        try:
-            state = await client.get_workflow_handle(wf.id, run_id=wf.run_id).query("state")
-            if isinstance(state, dict):
-                row.update({k: state.get(k) for k in ("tenant", "address", "step", "status", "decision", "standby",
-                                                      "reasons", "detections")})
-            elif state is not None and dataclasses.is_dataclass(state):
-                row.update(dataclasses.asdict(state))  # type: ignore[arg-type]
-        except Exception as exc:  # a saga whose worker is down cannot answer queries
-            row["status"] = f"unknown ({exc})"
+    for f in await list_failovers(await connect()):
+        row: dict[str, Any] = {"workflow_id": f.workflow_id, "started": f.started}
+        if f.error is not None:
+            row["status"] = f"unknown ({f.error})"
+        elif f.state is not None:
+            row.update({k: getattr(f.state, k) for k in LIST_FIELDS})
         rows.append(row)
-    return sorted(rows, key=lambda r: r["workflow_id"])
+    return rows
 
 
 @app.command(name="list")

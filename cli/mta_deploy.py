@@ -40,7 +40,7 @@ def _hosts(host: str | None) -> tuple[FleetSnapshot, list[MtaHostView]]:
 
 
 async def _temporal_client() -> Any:
-    from workers.temporal_client import connect
+    from client.connection import connect
 
     try:
         return await asyncio.wait_for(connect(), 5)
@@ -79,7 +79,7 @@ def deploy(
     async def run() -> list[dict[str, Any]]:
         from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 
-        from activities.mta.requests import request_deploy, request_deploy_nowait
+        from client.deploys import request_deploy, request_deploy_nowait
         from models.deploys import HostDeployRequest
 
         client = None if direct else await _temporal_client()

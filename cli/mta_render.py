@@ -10,23 +10,6 @@ import typer
 from cli.common import JsonOpt, console, fail, print_json
 
 
-def write_render(out: Path, files: dict[str, str], managed_dir: str) -> list[str]:
-    """Write `files` under `out`; remove stale files of the managed dir only. Returns written paths."""
-    out.mkdir(parents=True, exist_ok=True)
-    managed = out / managed_dir
-    if managed.is_dir():
-        for p in managed.rglob("*"):
-            if p.is_file() and p.relative_to(out).as_posix() not in files:
-                p.unlink()
-    for rel, text in sorted(files.items()):
-        dest = out / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(dest)
-    return sorted(files)
-
-
 def render(
     out: Path = typer.Option(..., "--out", "-o", help="Directory to write to (one subdirectory per MTA host "
                              "when several hosts are rendered)."),
@@ -42,6 +25,7 @@ def render(
     it to --out, with the operator files' managed blocks (PowerMTA `config`, Postfix `main.cf`/`master.cf`).
     Nothing is deployed; see `email-engine mta deploy`."""
     from activities.mta.base import MANAGED_DIR, backend_for
+    from activities.mta.render_dir import write_render
     from activities.snapshot import load_snapshot
     from models import names
     from models.enums import MtaBackend

@@ -113,7 +113,7 @@ def status(json_out: bool = JsonOpt) -> None:
     paused, failovers awaiting approval, last blocklist scan and broken zones, DNS failures, MTA
     deploy drift. Works without Temporal (then warmups come from the inventory, with a note)."""
     from activities import db
-    from activities.status import collect
+    from client.status import collect
 
     try:
         db.upgrade()

@@ -22,22 +22,15 @@ def _run(fn: Callable[[Any], Awaitable[T]]) -> T:
     """Connect to Temporal and run `fn(client)`; connection and refusal errors become precise CLI errors."""
     from temporalio.service import RPCError
 
-    from activities.warmup_control import WarmupError
-    from models.settings import get_settings
-    from workers.temporal_client import connect
+    from client.connection import connect
+    from client.errors import EngineError
 
     async def main() -> T:
-        settings = get_settings()
-        try:
-            client = await connect(settings)
-        except RuntimeError as err:
-            fail(f"cannot reach Temporal at {settings.temporal_address}: {err} "
-                 "(is `email-engine dev` or the production cluster running?)")
-        return await fn(client)
+        return await fn(await connect())
 
     try:
         return asyncio.run(main())
-    except WarmupError as err:
+    except EngineError as err:  # unreachable, unknown IP, not running, refused: the message says it
         fail(str(err))
     except RPCError as err:
         fail(f"Temporal refused: {err}")
@@ -64,7 +57,7 @@ def start(
     json_out: bool = JsonOpt,
 ) -> None:
     """Start warmups. Idempotent: an IP whose workflow is already running is left alone."""
-    from activities.warmup_control import start_all_warming, start_warmup
+    from client.warmups import start_all_warming, start_warmup
 
     if all_warming == (ip is not None):
         fail("give either an IP or --all-warming")
@@ -106,7 +99,7 @@ def pause(
                                       help="Resume by itself after this many days (default: until resumed)."),
 ) -> None:
     """Pause a warmup (quota held). Pausing a paused warmup is harmless."""
-    from activities.warmup_control import pause_warmup
+    from client.warmups import pause_warmup
 
     address = _address(ip)
     wid = _run(lambda c: pause_warmup(c, address, reason, days))
@@ -119,7 +112,7 @@ def resume(
     reason: str = typer.Option("", "--reason", help="Recorded in the workflow's history."),
 ) -> None:
     """Resume a paused warmup. Resuming a running warmup is harmless."""
-    from activities.warmup_control import resume_warmup
+    from client.warmups import resume_warmup
 
     address = _address(ip)
     wid = _run(lambda c: resume_warmup(c, address, reason))
@@ -136,7 +129,7 @@ def status(
     json_out: bool = JsonOpt,
 ) -> None:
     """Every warming IP with its workflow's state (from the `status` query)."""
-    from activities.warmup_control import status_dict, warmup_statuses
+    from client.warmups import status_dict, warmup_statuses
 
     if tenant is not None:
         try:

@@ -1,5 +1,5 @@
 #!/usr/bin/env sh
-# Register the engine's custom search attributes (workflows/search_attributes.py) on a Temporal
+# Register the engine's custom search attributes (models/search_attributes.py) on a Temporal
 # cluster, so the Web UI can filter by tenant, IP, warmup phase and IP status. Idempotent.
 #   TEMPORAL_ADDRESS=127.0.0.1:7233 TEMPORAL_NAMESPACE=default deploy/register-search-attributes.sh
 # With the compose file: docker compose exec -T temporal-admin-tools sh -s < ../register-search-attributes.sh

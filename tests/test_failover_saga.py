@@ -15,11 +15,13 @@ from temporalio import activity
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-from activities.failover import StartSagaRequest, start_saga
-from activities.mta.requests import DeployPoolRequest, deploy_tenant_pool
+from client.failovers import start_saga
+from client.relay import deploy_tenant_pool
+from models.deploys import DeployPoolRequest
 from models.failover import Listing, saga_id
+from models.failover_contracts import FailoverInput, SagaState, StartSagaRequest
 from tests import failover_support as fs
-from workflows.failover import FailoverInput, FailoverSaga, SagaState
+from workflows.failover import FailoverSaga
 
 LISTED = "127.0.40.11"
 ZEN = Listing(zone="zen.test", target=LISTED, code="127.0.0.2", meaning="SBL",

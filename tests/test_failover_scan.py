@@ -17,11 +17,13 @@ from temporalio.client import WorkflowUpdateFailedError
 from activities.blocklists import BrokenZone, ListedEntry, ScanReport, ScanRequest, TargetReport, UnknownEntry
 from activities.db import session_scope
 from models.failover import saga_id
+from models.failover_contracts import SagaState
 from models.failover_tables import BlocklistScanRun
+from models.scan_contracts import ScanInput, ScanSummary
 from models.tables import SendingIp
 from tests import failover_support as fs
-from workflows.blocklist_scan import BlocklistScanWorkflow, ScanInput, ScanSummary
-from workflows.failover import FailoverSaga, SagaState
+from workflows.blocklist_scan import BlocklistScanWorkflow
+from workflows.failover import FailoverSaga
 
 
 def _set(url: str, address: str, **values: Any) -> None:
@@ -100,10 +102,10 @@ async def test_scan_acts_on_each_state(temporal_time_skipping, db_url: str) -> N
 
 
 async def test_schedule_installed_by_bootstrap_hook(temporal_local, sqlite_url: str) -> None:
+    from models.scan_contracts import SCHEDULE_ID
     from models.settings import Settings
     from workers.blocklist_schedule import install_blocklist_schedule
     from workers.bootstrap import HOOKS
-    from workflows.blocklist_scan import SCHEDULE_ID
 
     assert install_blocklist_schedule in HOOKS  # the run command installs it
     client = temporal_local.client
@@ -176,6 +178,6 @@ async def test_cli_list_approve_deny(temporal_local, sqlite_url: str, cli, monke
 
 def _inp(address: str, tenant: str) -> Any:
     from models.failover import Listing
-    from workflows.failover import FailoverInput
+    from models.failover_contracts import FailoverInput
 
     return FailoverInput(tenant, address, [Listing("zen.test", address, "127.0.0.2", "SBL")])

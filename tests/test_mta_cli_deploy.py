@@ -19,12 +19,13 @@ from activities.db import session_scope
 from activities.inventory import apply_inventory
 from activities.mta.deploy import deploy_mta_host
 from cli.main import app
+from models.deploys import workflow_id
 from models.enums import IpStatus
 from models.settings import get_settings
 from models.tables import SendingIp
 from tests.mta_fleet import small_inventory
 from tests.servers.sshd import SshServer, start_sshd
-from workflows.mta_deploy import MtaDeployWorkflow, workflow_id
+from workflows.mta_deploy import MtaDeployWorkflow
 
 
 @pytest.fixture

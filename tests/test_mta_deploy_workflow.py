@@ -29,24 +29,26 @@ from activities.db import session_scope
 from activities.inventory import apply_inventory
 from activities.mta.base import backend_for
 from activities.mta.deploy import deploy_host, deploy_mta_host, local_render_dir
-from activities.mta.requests import (
-    DeployOutcome,
-    DeployPoolRequest,
-    deploy_status,
-    deploy_tenant_pool,
-    ensure_deploy_workflow,
-    request_deploy,
-)
 from activities.mta.ssh import SshEndpoint, SshTarget
 from activities.snapshot import load_snapshot
+from client.deploys import deploy_status, ensure_deploy_workflow, request_deploy
+from client.relay import deploy_tenant_pool
 from models.deploy_history import MtaDeployRecord
-from models.deploys import DeployRequest, HostDeployRequest, HostDeployResult, MtaDeployInput
+from models.deploys import (
+    DeployOutcome,
+    DeployPoolRequest,
+    DeployRequest,
+    HostDeployRequest,
+    HostDeployResult,
+    MtaDeployInput,
+    workflow_id,
+)
 from models.enums import IpStatus
 from models.settings import get_settings
 from models.tables import SendingIp
 from tests.mta_fleet import small_inventory
 from tests.servers.sshd import SshServer, start_sshd
-from workflows.mta_deploy import MtaDeployWorkflow, workflow_id
+from workflows.mta_deploy import MtaDeployWorkflow
 
 
 @dataclass

@@ -172,14 +172,17 @@ async def test_database_down_still_alerts(monkeypatch: pytest.MonkeyPatch, tmp_p
 
 def test_button_arguments() -> None:
     from models.alerting import build_args
+    from models.warmup_contracts import PauseRequest, ResumeRequest
 
     who = "telegram:7 @bob"
     assert build_args("update", "approve", None, who) == ["approve via Telegram by telegram:7 @bob"]
-    assert build_args("signal", "pause", None, who) == [{"reason": "pause via Telegram by telegram:7 @bob",
-                                                         "actor": who}]
+    assert build_args("signal", "pause", None, who) == [PauseRequest(reason="pause via Telegram by telegram:7 @bob",
+                                                                     actor=who)]
+    assert build_args("signal", "resume", None, who) == [ResumeRequest(reason="resume via Telegram by telegram:7 @bob",
+                                                                       actor=who)]
     assert build_args("update", "deny", "denied from the alert", who) == ["denied from the alert (by telegram:7 @bob)"]
     assert build_args("update", "deny", "{actor} said no", who) == ["telegram:7 @bob said no"]
-    assert build_args("signal", "pause", '{"days": 2, "actor": "{actor}"}', who) == [{"days": 2, "actor": who}]
+    assert build_args("signal", "pause", '{"days": 2, "actor": "{actor}"}', who) == [PauseRequest(days=2, actor=who)]
 
 
 async def test_slow_telegram_stays_within_the_budget(telegram: TelegramDouble, monkeypatch: pytest.MonkeyPatch,

@@ -13,8 +13,8 @@ from pathlib import Path
 import yaml
 
 from cli.main import app
+from models.search_attributes import ALL as SEARCH_ATTRIBUTES
 from models.settings import Settings
-from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 

@@ -16,12 +16,14 @@ from typer.testing import CliRunner
 
 from activities.db import get_engine
 from activities.inventory import apply_inventory
-from activities.status import collect
 from cli.main import app
+from client.status import collect
+from models.failover_contracts import SagaState
 from models.inventory import parse
+from models.search_attributes import TENANT, WARMUP_PHASE
+from models.warmup_contracts import WarmupStatus
 from tests.conftest import REFERENCE_INVENTORY
 from tests.support import free_port
-from workflows.search_attributes import TENANT, WARMUP_PHASE
 
 
 @workflow.defn(name="IpWarmupWorkflow", sandboxed=False)
@@ -34,9 +36,15 @@ class WarmupStub:
         await workflow.wait_condition(lambda: False)
 
     @workflow.query(name="status")
-    def status(self) -> dict:  # type: ignore[type-arg]
-        return {"paused": self.paused, "pause_reason": "bounce rate 6%" if self.paused else "",
-                "paused_until": None, "paused_by": "gate" if self.paused else ""}
+    def status(self) -> WarmupStatus:
+        """The real query's type (client/status.py reads it typed)."""
+        wid = workflow.info().workflow_id
+        return WarmupStatus(
+            workflow_id=wid, tenant=wid.split("/")[1], address=wid.split("/")[2], domain="", status="warming",
+            phase="week_2", quota=100, phase_started_on="2026-01-01", day_in_phase=1, paused=self.paused,
+            pause_reason="bounce rate 6%" if self.paused else "", paused_until=None,
+            paused_by="gate" if self.paused else "", next_wake=None, last_gate=None, history=[], history_dropped=0,
+            deploy_pending=False, ticks=0, runs=1)
 
 
 @workflow.defn(name="FailoverSaga", sandboxed=False)
@@ -47,9 +55,9 @@ class FailoverStub:
         await workflow.wait_condition(lambda: False)
 
     @workflow.query(name="state")
-    def state(self) -> dict:  # type: ignore[type-arg]
-        return {"status": "held", "tenant": self.tenant, "address": "198.51.100.9",
-                "reasons": ["another listing in 7 days"], "listings": ["zen.example"]}
+    def state(self) -> SagaState:
+        return SagaState(tenant=self.tenant, address="198.51.100.9", workflow_id=workflow.info().workflow_id,
+                         status="held", reasons=["another listing in 7 days"], listings=["zen.example"])
 
 
 def seed_checks(url: str) -> set[str]:

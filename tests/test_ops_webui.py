@@ -10,9 +10,9 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
+from models.search_attributes import IP_ADDRESS, TENANT, WARMUP_PHASE
 from tests.support import free_port, require_tool
 from workers import devserver
-from workflows.search_attributes import IP_ADDRESS, TENANT, WARMUP_PHASE
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

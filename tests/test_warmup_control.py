@@ -22,19 +22,14 @@ from typer.testing import CliRunner
 
 from activities.alerts import send_alert
 from activities.mta.deploy import deploy_mta_host
-from activities.mta.requests import deploy_tenant_pool
 from activities.warmup import apply_warmup_step, load_warmup_context
-from activities.warmup_control import (
-    CancelWarmupRequest,
-    StartWarmupRequest,
-    WarmupError,
-    cancel_ip_warmup,
-    prepare_start,
-    start_ip_warmup,
-    warmup_status,
-)
+from activities.warmup_inventory import prepare_start
 from cli.warmup import app as warmup_app
+from client.relay import cancel_ip_warmup, deploy_tenant_pool, start_ip_warmup
+from client.warmups import warmup_status
+from models.errors import WarmupError
 from models.settings import get_settings
+from models.warmup_contracts import CancelWarmupRequest, StartWarmupRequest
 from tests.warmup_support import add_stats, audit, ip_row, load
 from workers.warmup_bootstrap import start_warming_ips
 from workflows.mta_deploy import MtaDeployWorkflow

@@ -14,18 +14,19 @@ from temporalio import activity
 from temporalio.worker import Worker
 
 from activities.alerts import send_alert
-from activities.mta.requests import DeployOutcome, DeployPoolRequest
 from activities.warmup import apply_warmup_step, load_warmup_context
-from activities.warmup_control import StartPlan, start_workflow, warmup_input
+from client.warmups import start_workflow, warmup_input
+from models.deploys import DeployOutcome, DeployPoolRequest
 from models.settings import get_settings
+from models.warmup_contracts import PauseRequest, StartPlan, WarmupStatus
 from tests.warmup_support import ip_row, load
-from workflows.warmup import IpWarmupWorkflow, PauseRequest, WarmupStatus
+from workflows.warmup import IpWarmupWorkflow
 
 IP = "127.0.12.61"
 deploys: list[DeployPoolRequest] = []
 
 
-# Recording stand-in for the MTA deploy (same name and signature as activities/mta/requests.py); the real
+# Recording stand-in for the MTA deploy (same name and signature as client/relay.py); the real
 # one is exercised in tests/test_warmup_control.py.
 @activity.defn(name="deploy_tenant_pool")
 async def recording_deploy(req: DeployPoolRequest) -> DeployOutcome:

@@ -22,10 +22,11 @@ from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.worker import Replayer, Worker
 
 from activities.alerts import Alert
-from activities.mta.requests import DeployOutcome, DeployPoolRequest
 from activities.warmup import apply_warmup_step, load_warmup_context
+from models.deploys import DeployOutcome, DeployPoolRequest
+from models.warmup_contracts import PauseRequest, ResumeRequest, WarmupInput, WarmupStatus
 from tests.warmup_support import add_stats, audit, ip_row, load, register_search_attributes
-from workflows.warmup import IpWarmupWorkflow, PauseRequest, ResumeRequest, WarmupInput, WarmupStatus
+from workflows.warmup import IpWarmupWorkflow
 
 IP = "127.0.12.41"
 DATA = Path(__file__).resolve().parent / "data"
@@ -46,7 +47,7 @@ class Recorder:
     url: str
 
     def activities(self) -> list[Any]:
-        # Stand-in for the MTA deploy (activities/mta/requests.py): same name and signature; it records
+        # Stand-in for the MTA deploy (client/relay.py): same name and signature; it records
         # when it was asked and which quota/phase the database held at that moment.
         @activity.defn(name="deploy_tenant_pool")
         async def deploy_tenant_pool(req: DeployPoolRequest) -> DeployOutcome:

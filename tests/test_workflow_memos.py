@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from activities.failover import StartSagaRequest, start_saga
-from activities.mta.requests import ensure_deploy_workflow
+from client.deploys import ensure_deploy_workflow
+from client.failovers import start_saga
 from models.failover import Listing
+from models.failover_contracts import StartSagaRequest
 
 
 async def test_failover_saga_and_deploy_workflow_have_readable_memos(temporal_local) -> None:  # type: ignore[no-untyped-def]

@@ -73,7 +73,7 @@ async def register_search_attributes(client: object) -> None:
     from temporalio.client import Client
     from temporalio.service import RPCError
 
-    from workflows.search_attributes import ALL
+    from models.search_attributes import ALL
 
     assert isinstance(client, Client)
     for key in ALL:  # one by one: an attribute another test already added is refused on its own

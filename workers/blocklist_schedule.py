@@ -15,9 +15,10 @@ from temporalio.client import (
     ScheduleState,
 )
 
+from models.scan_contracts import SCHEDULE_ID, ScanInput
 from models.settings import Settings
 from workers.schedules import install_schedule
-from workflows.blocklist_scan import SCHEDULE_ID, BlocklistScanWorkflow, ScanInput
+from workflows.blocklist_scan import BlocklistScanWorkflow
 
 
 def blocklist_schedule(settings: Settings) -> Schedule:

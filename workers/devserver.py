@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
+from models.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 
 def temporal_binary(name: str = "temporal") -> Path:

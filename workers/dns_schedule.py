@@ -14,9 +14,10 @@ from temporalio.client import (
     ScheduleState,
 )
 
+from models.dns_contracts import WORKFLOW_ID, DnsValidationInput
 from models.settings import Settings
 from workers.schedules import install_schedule
-from workflows.dns_validation import WORKFLOW_ID, DnsValidationInput, DnsValidationWorkflow
+from workflows.dns_validation import DnsValidationWorkflow
 
 SCHEDULE_ID = "dns-validation"
 

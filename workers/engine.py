@@ -11,9 +11,9 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from client.connection import connect
 from models.settings import Settings, get_settings
 from workers import registry
-from workers.temporal_client import connect
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from models.settings import Settings
 
 def render_all(settings: Settings) -> list[str]:
     from activities.mta.base import MANAGED_DIR, backend_for
+    from activities.mta.render_dir import write_render
     from activities.snapshot import load_snapshot
-    from cli.mta_render import write_render
 
     snap = load_snapshot(settings.resolved_database_url())
     lines = []

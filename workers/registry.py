@@ -1,4 +1,5 @@
-"""What the engine worker runs: every workflow and activity on the engine task queue.
+"""What the engine worker runs: every workflow and activity on the engine task queue (the relay
+activities, which act as a Temporal client, come from client/relay.py).
 
 Each feature adds its workflows and activities to the two lists below.
 """
@@ -14,13 +15,11 @@ from activities.blocklists import blocklist_scan_targets, scan_blocklists
 from activities.dns_checks import check_dns_domain, list_dns_targets
 from activities.dns_gate import check_dns_gate
 from activities.failover import ACTIVITIES as FAILOVER_ACTIVITIES
-from activities.failover import start_failover_saga
 from activities.fleet import fleet_snapshot
 from activities.mailwizz import check_mailwizz_delivery_server, ingest_mailwizz_stats, mailwizz_tenants
 from activities.mta.deploy import deploy_mta_host
-from activities.mta.requests import deploy_tenant_pool
 from activities.warmup import apply_warmup_step, load_warmup_context
-from activities.warmup_control import cancel_ip_warmup, start_ip_warmup
+from client.relay import RELAY_ACTIVITIES
 
 
 def workflows() -> list[type]:
@@ -37,9 +36,11 @@ def workflows() -> list[type]:
 
 
 def activities() -> list[Callable[..., Any]]:
-    return [fleet_snapshot, send_alert, deploy_mta_host, deploy_tenant_pool, check_dns_gate,
+    return [fleet_snapshot, send_alert, deploy_mta_host, check_dns_gate,
             check_dns_domain, list_dns_targets,
-            *FAILOVER_ACTIVITIES, start_failover_saga, scan_blocklists, blocklist_scan_targets,
+            *FAILOVER_ACTIVITIES, scan_blocklists, blocklist_scan_targets,
             check_mailwizz_delivery_server, ingest_mailwizz_stats, mailwizz_tenants,
-            load_warmup_context, apply_warmup_step, start_ip_warmup, cancel_ip_warmup,
-            list_accounting_hosts, ingest_host_accounting]
+            load_warmup_context, apply_warmup_step,
+            list_accounting_hosts, ingest_host_accounting,
+            # relays (start_failover_saga, start_ip_warmup, cancel_ip_warmup, deploy_tenant_pool)
+            *RELAY_ACTIVITIES]

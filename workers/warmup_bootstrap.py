@@ -11,7 +11,7 @@ WEB_UI_FILTER = 'Tenant="client-2" AND WarmupPhase="week_3"'
 
 async def start_warming_ips(client: Client, settings: Settings) -> list[str]:
     """Idempotent: a running warmup is left alone. Returns the lines the run command prints."""
-    from activities.warmup_control import start_all_warming
+    from client.warmups import start_all_warming
 
     outcomes = await start_all_warming(client, reason="started by the run command", task_queue=settings.task_queue)
     started = sum(o.started for o in outcomes)

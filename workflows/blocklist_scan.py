@@ -6,8 +6,8 @@ models.failover.scan_decision), then acts:
 - a new listing of a warming/active IP starts its FailoverSaga through the activity
   "start_failover_saga" (client start with USE_EXISTING). Not a child workflow: a child start has no
   id-conflict policy (a second detection would fail instead of joining the running saga), and the
-  saga must outlive the scan whatever the parent close policy; the activity is also what the CLI
-  uses, so a manual and a scheduled detection join the same saga;
+  saga must outlive the scan whatever the parent close policy; the activity runs the client's
+  start_saga (client/failovers.py), so a manual and a scheduled detection join the same saga;
 - a quarantined IP whose quarantine is over: clean -> resting, then re-warm ("start_ip_warmup");
   still listed -> quarantine extended; listed again after the maximum extensions -> retiring + alert.
 Zones that failed their self-test are reported (alert) and their answers never act.
@@ -15,7 +15,6 @@ Zones that failed their self-test are reported (alert) and their answers never a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from temporalio import workflow
@@ -25,31 +24,14 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.alerts import Alert
     from activities.blocklists import ScanReport, ScanRequest, ScanTarget
-    from activities.failover import EvaluateRequest, QuarantineAction, StartSagaRequest, StartSagaResult
-    from activities.warmup_control import StartWarmupRequest
+    from activities.failover import EvaluateRequest, QuarantineAction
     from models.failover import ScanAction, ScanDecision
+    from models.failover_contracts import StartSagaRequest, StartSagaResult
+    from models.scan_contracts import ScanInput, ScanSummary
+    from models.warmup_contracts import StartWarmupRequest
 
-SCHEDULE_ID = "blocklist-scan"
 DB_TIMEOUT = timedelta(minutes=2)
 DB_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=["UnknownTenant", "BadRequest", "UnknownIp"])
-
-
-@dataclass
-class ScanInput:
-    tenant: str | None = None  # None: the whole fleet
-
-
-@dataclass
-class ScanSummary:
-    targets: int = 0
-    queries: int = 0
-    listed: int = 0
-    broken_zones: list[str] = field(default_factory=list)
-    sagas: list[str] = field(default_factory=list)  # workflow ids started or joined
-    extended: list[str] = field(default_factory=list)
-    retired: list[str] = field(default_factory=list)
-    rewarming: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
 
 
 @workflow.defn(name="BlocklistScanWorkflow")

@@ -10,7 +10,6 @@ not checkable, recovered); a day without changes sends nothing.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -21,29 +20,11 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.alerts import Alert
     from models.dns_auth import change_alert_text, changes
+    from models.dns_contracts import DnsValidationInput, DnsValidationStatus
 
-WORKFLOW_ID = "dns-validation"
 LIST_TIMEOUT = timedelta(minutes=2)
 CHECK_TIMEOUT = timedelta(minutes=3)
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attempts=3)
-
-
-@dataclass
-class DnsValidationInput:
-    tenant: str | None = None
-    concurrency: int = 8
-
-
-@dataclass
-class DnsValidationStatus:
-    total: int = 0
-    done: int = 0
-    passing: int = 0
-    failing: int = 0
-    unknown: int = 0
-    errors: int = 0
-    finished: bool = False
-    changes: list[str] = field(default_factory=list)
 
 
 @workflow.defn(name="DnsValidationWorkflow")

@@ -21,7 +21,6 @@ failure of 5 or 6 does not undo a working failover: it alerts instead.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -40,10 +39,11 @@ with workflow.unsafe.imports_passed_through():
         QuarantineResult,
         StandbyQuery,
     )
-    from activities.mta.requests import DeployOutcome, DeployPoolRequest
-    from activities.warmup_control import CancelWarmupRequest, StartWarmupRequest
-    from models.failover import BreakerEvidence, Listing, circuit_breaker, failover_summary
-    from workflows.search_attributes import IP_ADDRESS, TENANT
+    from models.deploys import DeployOutcome, DeployPoolRequest
+    from models.failover import BreakerEvidence, circuit_breaker, failover_summary
+    from models.failover_contracts import FailoverInput, SagaState
+    from models.search_attributes import IP_ADDRESS, TENANT
+    from models.warmup_contracts import CancelWarmupRequest, StartWarmupRequest
 
 DB_TIMEOUT = timedelta(seconds=60)
 DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5,
@@ -53,31 +53,6 @@ DEPLOY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attemp
                            non_retryable_error_types=["DeployFailed", "UnknownTenant"])
 WARMUP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=5,
                            non_retryable_error_types=["WarmupRefused", "WarmupCancelRefused"])
-
-
-@dataclass(frozen=True)
-class FailoverInput:
-    tenant: str
-    address: str
-    listings: list[Listing] = field(default_factory=list)
-    detected_by: str = "blocklist scan"
-
-
-@dataclass
-class SagaState:
-    tenant: str
-    address: str
-    workflow_id: str
-    step: str = "starting"
-    status: str = "running"  # running | held | completed | compensated | failed
-    decision: str | None = None  # automatic | approved | denied
-    reasons: list[str] = field(default_factory=list)
-    standby: str | None = None
-    deploy: str | None = None
-    detections: int = 1
-    listings: list[str] = field(default_factory=list)
-    log: list[str] = field(default_factory=list)
-    error: str | None = None
 
 
 class FailoverFailed(Exception):

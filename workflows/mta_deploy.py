@@ -5,7 +5,7 @@ Callers ask it to deploy the current inventory. Each request gets the number of 
 while a deploy runs are coalesced into one more deploy, and that deploy renders the newest inventory
 when it executes, so no change is lost or overwritten by an older render. Callers take their
 generation (update `request`, returns at once) and poll the `result(generation)` query until the
-deploy has finished (activities.mta.requests.request_deploy does this). The `deploy` update waits
+deploy has finished (client.deploys.request_deploy does this). The `deploy` update waits
 in the workflow instead; it is fine for a few callers, but Temporal allows only 10 in-flight updates
 per workflow, so library code uses request + query. The workflow lives as long as the host; it
 continues as new when idle and its history grows.
@@ -30,7 +30,6 @@ with workflow.unsafe.imports_passed_through():
         MtaDeployStatus,
     )
 
-WORKFLOW_ID_PREFIX = "mta-deploy/"
 KEEP_RESULTS = 50
 DEPLOY_TIMEOUT = timedelta(minutes=10)
 DEPLOY_RETRY = RetryPolicy(
@@ -38,10 +37,6 @@ DEPLOY_RETRY = RetryPolicy(
     non_retryable_error_types=["HostKeyMismatch", "SshLoginRefused", "UnsafePath", "DeployConfigError",
                                "LookupError", "NameError_"],
 )
-
-
-def workflow_id(host: str) -> str:
-    return f"{WORKFLOW_ID_PREFIX}{host}"
 
 
 def _failure_message(err: BaseException) -> str:

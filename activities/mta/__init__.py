@@ -4,5 +4,7 @@
   live: local or SSH), CommandResult, the backend registry `backend_for(MtaBackend)`.
 - powermta.py / postfix.py: the backends (pure renderers live in models/mta_render/).
 - local.py: LocalTarget and a local deploy (write, validate, reload, roll back on failure).
-- ssh.py / deploy.py / requests.py: SSH target, release-based deploys, the deploy activities.
+- ssh.py / deploy.py: SSH target, release-based deploys, the deploy activity.
+- render_dir.py: write a render into a local directory (`mta render`, the run command).
+Other workflows ask for a deploy through client/relay.py ("deploy_tenant_pool").
 """

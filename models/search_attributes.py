@@ -1,7 +1,8 @@
 """Custom search attributes: the Web UI filters the fleet by these (DESIGN.md §6).
 
-Registered by the run command on the dev server (`--search-attribute`), and in production with
-`temporal operator search-attribute create` (deploy/ documents it).
+A workflow contract: workflows set them, client/ reads them. Registered by the run command on the
+dev server (`--search-attribute`), and in production with `temporal operator search-attribute create`
+(deploy/ documents it).
 """
 
 from temporalio.common import SearchAttributeKey
