@@ -25,7 +25,7 @@ def render() -> str:
         "",
         "[[mta_hosts]]",
         'name = "pmta-1"',
-        'address = "89.167.1.10"',
+        'address = "100.1.1.1"',
         'backend = "powermta"',
         'config_dir = "/etc/pmta"',
         "enabled = false",

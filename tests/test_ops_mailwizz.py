@@ -43,7 +43,7 @@ KEY = "mw-secret-key"
 def mailwizz() -> Iterator[MailwizzDouble]:
     with MailwizzDouble(HOST) as mw:
         mw.state.servers = [
-            {"server_id": "3", "type": "smtp-pmta", "name": "pmta-1", "hostname": "89.167.1.10", "status": "active"},
+            {"server_id": "3", "type": "smtp-pmta", "name": "pmta-1", "hostname": "100.1.1.1", "status": "active"},
             {"server_id": "4", "type": "smtp", "name": "old relay", "hostname": "relay.example", "status": "inactive"},
         ]
         yield mw
@@ -71,7 +71,7 @@ def test_keys_endpoints_and_rules() -> None:
     assert endpoint("https://mw.example/api/index.php/", "campaigns") == "https://mw.example/api/index.php/campaigns"
     servers = [DeliveryServer(1, "smtp", "a", "10.0.0.1", "inactive"),
                DeliveryServer(2, "smtp", "b", "pmta-1", "in-use")]
-    assert check_mta_server(servers, {"89.167.1.10", "PMTA-1"}).ok
+    assert check_mta_server(servers, {"100.1.1.1", "PMTA-1"}).ok
     r = check_mta_server(servers[:1], {"10.0.0.1"})
     assert not r.ok and "is inactive, not active" in r.message
     assert "no delivery server points at the MTA" in check_mta_server(servers, {"192.0.2.1"}).message
@@ -122,6 +122,12 @@ async def test_delivery_server_check_alerts_when_inactive(fleet: str, mailwizz: 
                                                           caplog: pytest.LogCaptureFixture) -> None:
     r = await check_delivery_server("client-1", backoff=0.01)
     assert r.ok and r.server is not None and r.server.server_id == 3
+    assert "(100.1.1.1)" in r.message  # the seed's PowerMTA host (seed 1.1, 2.4)
+    # a delivery server pointing at the Email Engine API server (89.167.1.10, seed 2.1) is not the MTA
+    mailwizz.state.servers[0]["hostname"] = "89.167.1.10"
+    r = await check_delivery_server("client-1", backoff=0.01)
+    assert not r.ok and "no delivery server points at the MTA (100.1.1.1, pmta-1)" in r.message
+    mailwizz.state.servers[0]["hostname"] = "100.1.1.1"
     mailwizz.state.servers[0]["status"] = "disabled"
     with caplog.at_level(logging.WARNING, logger="email_engine.alerts"):
         r = await check_delivery_server("client-1", backoff=0.01)
