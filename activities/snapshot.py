@@ -35,7 +35,7 @@ def load_snapshot(url: str | None = None) -> FleetSnapshot:
             tenants.append(TenantView(
                 name=t.name, pool=t.pool_name, mta_host=host_name.get(t.mta_host_id, ""),
                 feeder_ip=mw.source_ip if mw else "", mailwizz_url=mw.base_url if mw else "",
-                ips=tuple(views),
+                ips=tuple(views), bounce_domain=t.bounce_domain, fbl_domain=t.fbl_domain,
             ))
         return FleetSnapshot(
             hosts=tuple(MtaHostView(name=h.name, address=h.address, backend=h.backend, ssh_port=h.ssh_port,

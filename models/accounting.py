@@ -33,6 +33,16 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+#: What the engine asks PowerMTA to write and everything the parser below reads, per record type
+#: (rendered into `<acct-file>` as `records` and `record-fields`, User's Guide 3.3.11.11-12; `type` is
+#: always written first, 11.2.2). `t` is left out: the guide advises it only for troubleshooting (large
+#: files, 3.3.11.11) and it is never stored. `rb` has no IP: it is matched to a `d` by rcpt and envId.
+RECORD_FIELDS: dict[str, tuple[str, ...]] = {
+    "d": ("timeLogged", "rcpt", "envId", "dlvSourceIp", "vmta"),
+    "b": ("timeLogged", "vmta"),
+    "rb": ("timeLogged", "rcpt", "envId"),
+    "f": ("timeLogged", "dlvSourceIp"),
+}
 MAX_RECORD_BYTES = 64 * 1024
 MAX_SAMPLES = 20
 MAX_RCPT_MEMORY = 200_000

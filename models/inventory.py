@@ -86,6 +86,13 @@ class TenantEntry(_Strict):
     max_bounce_rate: float | None = Field(default=None, ge=0, le=1)
     max_complaint_rate: float | None = Field(default=None, ge=0, le=1)
     min_open_rate: float | None = Field(default=None, ge=0, le=1)
+    #: Domain of the tenant's bounce (MAIL FROM / Return-Path) addresses. Its MX is the MTA host, where
+    #: PowerMTA's <bounce-processor> turns asynchronous bounces into `rb` accounting records (User's
+    #: Guide 12.6). None: remote bounces are not processed for this tenant (render note).
+    bounce_domain: Domain | None = None
+    #: Domain of the address registered with the mailbox providers' feedback loops (fbl@<domain>). Its
+    #: MX is the MTA host, where <feedback-loop-processor> writes `f` records (User's Guide 12.7).
+    fbl_domain: Domain | None = None
     mailwizz: MailwizzEntry
     ips: list[IpEntry] = Field(min_length=1)
 
@@ -190,9 +197,27 @@ def cross_check(inv: InventoryFile) -> list[str]:
     errors += _dupes(domains, "domain (one domain per IP)")
     errors += _dupes(vmtas, "VMTA name")
     errors += _dupes(feeders, "MailWizz source IP")
+    errors += _report_domain_errors(inv, {d for d, _ in domains})
     pools = {t.pool_name for t in inv.tenants}
     errors += [f"{w}: VMTA name {v!r} equals a pool name" for v, w in vmtas if v in pools]
     return errors
+
+
+def _report_domain_errors(inv: InventoryFile, sending: set[str]) -> list[str]:
+    """Bounce and FBL domains: each used once (one tenant, one role) and never a sending domain, so a
+    report is attributed to exactly one tenant's processor."""
+    used: list[tuple[str, str]] = []
+    errors = []
+    for ti, t in enumerate(inv.tenants):
+        for key in ("bounce_domain", "fbl_domain"):
+            value = getattr(t, key)
+            if value is None:
+                continue
+            where = f"tenants[{ti}] ({t.name!r}).{key}"
+            used.append((value, where))
+            if value in sending:
+                errors.append(f"{where}: {value!r} is a sending domain; use a domain of its own")
+    return errors + _dupes(used, "bounce/FBL domain")
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     warmup_wake_window_seconds: int = Field(default=3600, ge=1, le=86_399)
     #: Directory and file pattern of PowerMTA accounting files on each MTA host (fetched over SFTP).
     accounting_dir: str = "/var/log/pmta"
-    accounting_glob: str = "acct-*.csv"
+    accounting_glob: str = "email-engine-acct-*.csv"
     #: Interval (minutes) of the AccountingIngestWorkflow schedule.
     accounting_ingest_interval_minutes: int = Field(default=60, ge=1, le=24 * 60)
 

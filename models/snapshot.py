@@ -41,6 +41,9 @@ class TenantView:
     feeder_ip: str
     mailwizz_url: str
     ips: tuple[IpView, ...] = ()
+    #: where this tenant's asynchronous bounces and FBL reports arrive (None: not processed)
+    bounce_domain: str | None = None
+    fbl_domain: str | None = None
 
     @property
     def sending_ips(self) -> tuple[IpView, ...]:

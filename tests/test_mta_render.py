@@ -74,8 +74,10 @@ def test_parser_rejects_what_the_guide_lacks() -> None:
         parse_pmta({"x": "<virtual-mta v>\n  smtp-source-host mail.example.com 1.2.3.4\n</virtual-mta>\n"})
 
 
-def _pmta_structure(files: dict[str, str]) -> tuple[dict[str, list[str]], dict[str, str], dict[str, str]]:
-    """pool -> members, vmta -> source IP, source IP -> default-virtual-mta."""
+def _pmta_structure(files: dict[str, str], colds: dict[str, list[str]] | None = None
+                    ) -> tuple[dict[str, list[str]], dict[str, str], dict[str, str]]:
+    """pool -> members, vmta -> source IP, source IP -> default-virtual-mta (and warm -> cold VMTAs)."""
+    colds = {} if colds is None else colds
     pools: dict[str, list[str]] = {}
     vmta_ip: dict[str, str] = {}
     source_default: dict[str, str] = {}
@@ -90,6 +92,8 @@ def _pmta_structure(files: dict[str, str]) -> tuple[dict[str, list[str]], dict[s
                 pools.setdefault(current[1], []).append(ln.value)
             elif current[0] == "virtual-mta" and ln.name == "smtp-source-host":
                 vmta_ip[current[1]] = ln.value.split()[0]
+            elif current[0] == "virtual-mta" and ln.name == "cold-virtual-mta":
+                colds.setdefault(current[1], []).append(ln.value)
             elif current[0] == "source" and ln.name == "default-virtual-mta":
                 source_default[current[1]] = ln.value
     return pools, vmta_ip, source_default
@@ -100,9 +104,16 @@ def test_pools_hold_only_sending_ips_and_tenants_are_isolated(fleet: FleetSnapsh
     rendered = backend_for(MtaBackend.POWERMTA).render(snap)
     for t in snap.tenants:
         frag = {k: v for k, v in rendered.files.items() if k.endswith(f"/{t.name}.conf")}
-        pools, vmta_ip, defaults = _pmta_structure(frag)
+        colds: dict[str, list[str]] = {}
+        pools, vmta_ip, defaults = _pmta_structure(frag, colds)
         assert list(pools) == [t.pool]
-        assert pools[t.pool] == [ip.vmta for ip in t.ips if ip.status in (IpStatus.ACTIVE, IpStatus.WARMING)]
+        # the pool is round-robin (3.3.13): active IPs only; each warming IP is the cold VirtualMTA of
+        # exactly one active IP of the same tenant (3.3.12.4)
+        active = [ip.vmta for ip in t.ips if ip.status == IpStatus.ACTIVE]
+        assert pools[t.pool] == active
+        assert set(colds) <= set(active) and all(len(c) == 1 for c in colds.values())
+        assert sorted(c for cs in colds.values() for c in cs) == sorted(
+            ip.vmta for ip in t.ips if ip.status == IpStatus.WARMING)
         # every VMTA of the tenant is defined (non-sending ones too: queued mail must not bounce)
         assert vmta_ip == {ip.vmta: ip.address for ip in t.ips}
         assert defaults == {t.feeder_ip: t.pool}

@@ -15,6 +15,7 @@ from activities.mta.base import (
 )
 from models.enums import MtaBackend
 from models.mta_render import powermta as pure
+from models.settings import get_settings
 from models.snapshot import FleetSnapshot
 
 
@@ -26,8 +27,10 @@ class PowerMtaBackend:
 
     def render(self, snapshot: FleetSnapshot, config_dir: str | None = None) -> RenderedConfig:
         cdir = resolve_config_dir(self.kind, self.default_config_dir, snapshot, config_dir)
-        notes = tuple(f"tenant {t.name} has no active or warming IP" for t in snapshot.tenants if not t.sending_ips)
-        return RenderedConfig(backend=self.kind, config_dir=cdir, files=pure.render(snapshot, cdir), notes=notes)
+        settings = get_settings()
+        acct = pure.AccountingTarget(settings.accounting_dir, settings.accounting_glob)
+        return RenderedConfig(backend=self.kind, config_dir=cdir, files=pure.render(snapshot, cdir, acct),
+                              notes=pure.notes(snapshot))
 
     def materialize(self, rendered: RenderedConfig, existing: Mapping[str, str | None]) -> dict[str, str]:
         return {"config": replace_block(existing.get("config"), pure.config_block(rendered.config_dir))}

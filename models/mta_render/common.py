@@ -26,6 +26,9 @@ def checked_tenant(t: TenantView) -> TenantView:
     names.token(t.pool, "pool name")
     if t.feeder_ip:
         names.ip_address(t.feeder_ip)
+    for report_domain in (t.bounce_domain, t.fbl_domain):
+        if report_domain is not None:
+            names.domain(report_domain)
     for ip in t.ips:
         checked_ip(ip)
     return t

@@ -30,5 +30,5 @@ def snapshot_from_inventory(inv: InventoryFile) -> FleetSnapshot:
             ))
         tenants.append(TenantView(name=t.name, pool=t.pool_name, mta_host=t.mta_host,
                                   feeder_ip=t.mailwizz.source_ip, mailwizz_url=t.mailwizz.base_url,
-                                  ips=tuple(ips)))
+                                  ips=tuple(ips), bounce_domain=t.bounce_domain, fbl_domain=t.fbl_domain))
     return FleetSnapshot(hosts=hosts, tenants=tuple(tenants))
