@@ -19,7 +19,8 @@ def records(
 ) -> None:
     """Print the DNS records to publish per sending domain: A of the HELO host name, SPF
     (`v=spf1 ip4:IP -all`), the DKIM public key TXT (split into strings of at most 255 bytes; run
-    `email-engine dkim generate` first), DMARC, and the PTR to ask the IP provider for."""
+    `email-engine dkim generate` first), DMARC, and the PTR to ask the IP provider for; per tenant, the
+    MX (and A) of its bounce and FBL report domains pointing at its MTA host, and the bounce domain's SPF."""
     from activities.dkim_keys import public_key_der
     from cli.dkim import key_file, load_ips
     from models.dns_records import records_for_ip
@@ -32,6 +33,7 @@ def records(
         except (ValueError, TypeError, OSError) as exc:
             fail(f"{path}: not a readable PEM private key ({exc})")
         out.extend(records_for_ip(ip, der))
+    out.extend(report_domain_records(tenant))
     missing = [r for r in out if r.missing]
     if json_out:
         print_json([r.as_dict() for r in out])
@@ -48,3 +50,19 @@ def records(
         console.print(table)
     if missing:
         typer.echo(f"{len(missing)} DKIM key(s) missing: run `email-engine dkim generate`", err=True)
+
+
+def report_domain_records(tenant: str | None) -> list:  # list[DnsRecord]
+    """MX, A and SPF of each tenant's bounce and FBL report domains (see records_for_report_domains)."""
+    from activities.snapshot import load_snapshot
+    from models.dns_records import records_for_report_domains
+
+    snap = load_snapshot()
+    out = []
+    for t in snap.tenants:
+        if tenant is not None and t.name != tenant:
+            continue
+        host = next((h for h in snap.hosts if h.name == t.mta_host), None)
+        if host is not None:
+            out.extend(records_for_report_domains(t, host.address))
+    return out

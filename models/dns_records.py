@@ -13,7 +13,7 @@ import ipaddress
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from models.snapshot import IpView
+from models.snapshot import IpView, TenantView
 
 #: DMARC policy published for new sending domains: monitoring first (reports, no enforcement).
 DEFAULT_DMARC = "v=DMARC1; p=none; adkim=r; aspf=r"
@@ -77,3 +77,35 @@ def records_for_ip(ip: IpView, public_key_der: bytes | None, dmarc: str = DEFAUL
     out.append(rec(addr.reverse_pointer, "PTR", (ip.hostname + ".",),
                    f"ask the provider of {ip.address} to set this PTR"))
     return out
+
+
+def records_for_report_domains(tenant: TenantView, mta_address: str) -> list[DnsRecord]:
+    """Per tenant, the bounce and FBL report domains (inventory `bounce_domain`, `fbl_domain`): the MTA
+    host must be their MX, since PowerMTA's <bounce-processor> / <feedback-loop-processor> only see
+    mail they receive themselves (User's Guide 12.6, 12.7: "PowerMTA should be the MX"). Each domain is
+    its own MX host (A/AAAA -> the MTA host's address). The bounce domain is also the envelope sender
+    (MAIL FROM) domain that SPF checks, so its SPF authorizes every IP of the tenant, standby included
+    (an activated standby must pass at once), as collapsed CIDR ranges."""
+    addr = ipaddress.ip_address(mta_address)
+    out: list[DnsRecord] = []
+    for role, domain in (("bounce", tenant.bounce_domain), ("FBL", tenant.fbl_domain)):
+        if not domain:
+            continue
+
+        out.append(DnsRecord(domain, "MX", (f"10 {domain}.",), domain, tenant.name,
+                             f"{role} reports arrive at the MTA host ({mta_address})"))
+        out.append(DnsRecord(domain, "AAAA" if addr.version == 6 else "A", (mta_address,), domain, tenant.name,
+                             "the MX host: the MTA host"))
+        if role == "bounce":
+            out.append(DnsRecord(domain, "TXT", split_txt(spf_for_addresses([ip.address for ip in tenant.ips])),
+                                 domain, tenant.name, "SPF of the MAIL FROM (bounce) domain: every IP of the tenant"))
+    return out
+
+
+def spf_for_addresses(addresses: list[str]) -> str:
+    """`v=spf1 ip4:NET ... ip6:NET ... -all` with the addresses collapsed into the fewest CIDR ranges."""
+    v4 = [ipaddress.IPv4Network(a) for a in addresses if ipaddress.ip_address(a).version == 4]
+    v6 = [ipaddress.IPv6Network(a) for a in addresses if ipaddress.ip_address(a).version == 6]
+    mechs = [f"ip4:{n.network_address if n.prefixlen == 32 else n}" for n in ipaddress.collapse_addresses(v4)]
+    mechs += [f"ip6:{n.network_address if n.prefixlen == 128 else n}" for n in ipaddress.collapse_addresses(v6)]
+    return " ".join(["v=spf1", *mechs, "-all"])

@@ -196,9 +196,10 @@ async def test_sftp_ingest_workflow_against_real_sshd(temporal_time_skipping, sq
         from models.inventory import parse
 
         apply_inventory(parse(text), actor="test", url=sqlite_url)
-        for name in PROFILES:
-            shutil.copy(DATA / f"acct-{name}.csv", acct / f"acct-2026-11-0{list(PROFILES).index(name) + 1}-0000.csv")
+        for n, name in enumerate(PROFILES, 1):  # named as PowerMTA names the rendered <acct-file> (11.3.1)
+            shutil.copy(DATA / f"acct-{name}.csv", acct / f"email-engine-acct-2026-11-0{n}-0000.csv")
         (acct / "not-accounting.txt").write_text("ignored")
+        shutil.copy(DATA / "acct-healthy.csv", acct / "acct-2026-11-01-0000.csv")  # the operator's own acct-file
         env = temporal_time_skipping
         queue = f"acct-{uuid.uuid4().hex[:8]}"
         with ThreadPoolExecutor(max_workers=4) as pool:

@@ -187,6 +187,16 @@ BAD_INPUT = [
     ("key-path-traversal",
      lambda t: t.replace('status = "active"', 'status = "active"\ndkim_key_path = "/etc/../shadow"'),
      ".dkim_key_path"),
+    ("bounce-domain-injection", lambda t: t.replace('mta_host = "mta-a"', 'mta_host = "mta-a"\n'
+                                                    'bounce_domain = "b.example\\n<bounce-processor>"', 1),
+     ".bounce_domain"),
+    ("fbl-domain-hash", lambda t: t.replace('mta_host = "mta-a"', 'mta_host = "mta-a"\nfbl_domain = "f#.example"', 1),
+     ".fbl_domain"),
+    ("bounce-domain-is-sending", lambda t: t.replace('mta_host = "mta-a"',
+                                                     'mta_host = "mta-a"\nbounce_domain = "one.example"', 1),
+     "is a sending domain"),
+    ("report-domain-twice", lambda t: t.replace('mta_host = "mta-a"', 'mta_host = "mta-a"\nbounce_domain = '
+                                                '"r.example"\nfbl_domain = "r.example"', 1), "bounce/FBL domain"),
     ("not-toml", lambda t: t + "\n[[tenants\n", "not valid TOML"),
     ("no-ips", lambda t: _add_ip(t, "").replace(
         '[[tenants.ips]]\naddress = "10.0.1.1"\nhostname = "mail.three.example"\n'

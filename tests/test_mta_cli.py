@@ -74,6 +74,24 @@ def test_dns_records(cli: CliRunner, sqlite_url: str, tmp_path: Path) -> None:
     assert 'alpha1.example. 3600 IN TXT "v=spf1 ip4:127.0.10.1 -all"' in zone
 
 
+def test_dns_records_for_bounce_and_fbl_domains(cli: CliRunner, sqlite_url: str, tmp_path: Path) -> None:
+    """The report domains' MX must be the MTA host (User's Guide 12.6, 12.7); the bounce domain is the
+    MAIL FROM domain, so its SPF covers every IP of the tenant."""
+    apply_inventory(parse(REFERENCE_INVENTORY.read_text()), actor="test", url=sqlite_url)
+    res = cli.invoke(app, ["dns", "records", "--tenant", "client-1", "--key-dir", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    by = {(r["name"], r["type"]): r for r in json.loads(res.stdout)}
+    for domain in ("bounce.mailwizz-sos.com", "fbl.mailwizz-sos.com"):
+        assert by[(domain, "MX")]["values"] == [f"10 {domain}."]
+        assert by[(domain, "A")]["values"] == ["100.1.1.1"]
+    spf = "".join(by[("bounce.mailwizz-sos.com", "TXT")]["values"])
+    assert spf == ("v=spf1 ip4:45.123.10.1 ip4:45.123.10.2/31 ip4:45.123.10.4/30 ip4:45.123.10.8/29 "
+                   "ip4:45.123.10.16/28 ip4:45.123.10.32/28 ip4:45.123.10.48/31 ip4:45.123.10.50 -all")
+    assert ("fbl.mailwizz-sos.com", "TXT") not in by and ("bounce.mailwizz-client2.com", "MX") not in by
+    zone = cli.invoke(app, ["dns", "records", "--tenant", "client-2", "--key-dir", str(tmp_path), "--zone"]).stdout
+    assert "bounce.mailwizz-client2.com. 3600 IN MX 10 bounce.mailwizz-client2.com." in zone
+
+
 def test_split_txt() -> None:
     assert split_txt("a" * 600) == ("a" * 255, "a" * 255, "a" * 90)
     assert split_txt("") == ("",)

@@ -234,3 +234,63 @@ def test_renderer_rechecks_values_it_writes(fleet: FleetSnapshot) -> None:
     for kind in MtaBackend:
         with pytest.raises(NameError_):
             backend_for(kind).render(replace(fleet, tenants=(bad,)))
+
+
+def _tenant_with(fleet: FleetSnapshot, statuses: list[tuple[IpStatus, WarmupPhase | None, int]]) -> FleetSnapshot:
+    t = fleet.tenants[0]
+    ips = tuple(replace(ip, status=st, phase=ph, daily_quota=q)
+                for ip, (st, ph, q) in zip(t.ips, statuses, strict=False))
+    return replace(fleet, tenants=(replace(t, ips=ips),))
+
+
+def test_cold_vmtas_when_warming_ips_outnumber_active_ones(fleet: FleetSnapshot) -> None:
+    """Two active IPs, five warming: a warm VirtualMTA carries several cold ones only if their quotas are
+    equal (its per-domain limit applies to each, 3.3.12.4); one that fits nowhere gets no mail."""
+    from models.mta_share import parse_pmta as share_parse
+    from models.mta_share import pmta_day
+
+    A, W = IpStatus.ACTIVE, IpStatus.WARMING
+    snap = _tenant_with(fleet, [(A, None, 10_000), (A, None, 10_000), (W, WarmupPhase.WEEK_1, 50),
+                                (W, WarmupPhase.WEEK_1, 50), (W, WarmupPhase.WEEK_2, 100),
+                                (W, WarmupPhase.WEEK_1, 50), (W, WarmupPhase.WEEK_3, 250)])
+    t = snap.tenants[0]
+    r = backend_for(MtaBackend.POWERMTA).render(snap)
+    colds: dict[str, list[str]] = {}
+    pools, _, _ = _pmta_structure({"f": r.files["email-engine/tenants/client-1.conf"]}, colds)
+    assert pools[t.pool] == [t.ips[0].vmta, t.ips[1].vmta]
+    assert sorted(map(len, colds.values())) == [1, 2]
+    placed = sorted(c for cs in colds.values() for c in cs)
+    assert placed == sorted([t.ips[2].vmta, t.ips[3].vmta, t.ips[5].vmta])
+    assert r.notes == tuple(f"tenant client-1: warming IP {t.ips[i].address} gets no mail (no warm VirtualMTA with "
+                            "a cold VirtualMTA of the same quota is free)" for i in (4, 6))
+    day = pmta_day(share_parse(dict(r.files)), t.feeder_ip, 100_000)
+    for i in (2, 3, 5):
+        assert day[t.ips[i].vmta].offered == 50
+    assert day[t.ips[4].vmta].offered == day[t.ips[6].vmta].offered == 0
+
+
+def test_tenant_with_only_warming_ips_falls_back_to_rate_limits(fleet: FleetSnapshot) -> None:
+    W = IpStatus.WARMING
+    snap = _tenant_with(fleet, [(W, WarmupPhase.WEEK_1, 50), (W, WarmupPhase.WEEK_2, 100)])
+    t = snap.tenants[0]
+    r = backend_for(MtaBackend.POWERMTA).render(replace(snap, tenants=(replace(t, ips=t.ips[:2]),)))
+    pools, _, _ = _pmta_structure(dict(r.files))
+    assert pools[t.pool] == [t.ips[0].vmta, t.ips[1].vmta]
+    assert "cold-virtual-mta" not in "".join(r.files.values()).replace("# (cold-virtual-mta", "")
+    assert any("no active IP" in n and "10.7" in n for n in r.notes)
+
+
+def test_report_domains_are_optional_and_rechecked(fleet: FleetSnapshot) -> None:
+    t = fleet.tenants[0]
+    bare = replace(fleet, tenants=(replace(t, bounce_domain=None, fbl_domain=None),))
+    r = backend_for(MtaBackend.POWERMTA).render(bare)
+    main = r.files["email-engine/main.conf"]
+    tags = {ln.name for ln in parse_pmta(dict(r.files)) if ln.kind == "open"}
+    assert "bounce-processor" not in tags and "feedback-loop-processor" not in tags
+    assert "acct-file" in tags  # d and b records are still written
+    assert "relay-domain" not in main
+    assert r.notes == ("tenant client-1 has no bounce_domain: remote bounces (rb) are not counted",
+                       "tenant client-1 has no fbl_domain: feedback-loop complaints (f) are not counted")
+    bad = replace(fleet, tenants=(replace(t, fbl_domain="fbl.example.com\n<source 0/0>"),))
+    with pytest.raises(NameError_):
+        backend_for(MtaBackend.POWERMTA).render(bad)
