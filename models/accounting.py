@@ -12,7 +12,8 @@ What is counted, per sending IP and UTC day (from `timeLogged`):
 - `t` (transient failure): counted in the report (`transient`, per IP too) but NOT stored: the message
   is still queued and ends later as `d` or `b`, so storing it would count a message twice.
 - `tq`, `r`, `rs`: recognised and ignored.
-Attribution: `dlvSourceIp` when present, else the `vmta` column through the inventory's vmta -> IP map.
+Attribution: `dlvSourceIp` when present (for `f`, the ARF Source-IP `arf_Source-IP` first), else the `vmta`
+column through the inventory's vmta -> IP map.
 `b` records carry no `dlv*` data, so bounces use `vmta`. `rb` records carry neither: they are matched to
 the IP of an earlier `d` record to the same recipient (and envId when present) in the same ingest;
 otherwise they count as unattributed. Records whose IP is not in the inventory are unattributed too.
@@ -37,11 +38,14 @@ from dataclasses import dataclass, field
 #: (rendered into `<acct-file>` as `records` and `record-fields`, User's Guide 3.3.11.11-12; `type` is
 #: always written first, 11.2.2). `t` is left out: the guide advises it only for troubleshooting (large
 #: files, 3.3.11.11) and it is never stored. `rb` has no IP: it is matched to a `d` by rcpt and envId.
+#: `f` names the IP the complained-about message came from in the ARF report's Source-IP field (RFC
+#: 5965), written as `arf_Source-IP` (`arf_<name>`, 11.2.8); its `dlvSourceIp` ("address of MTA from
+#: which the message was received") is the fallback.
 RECORD_FIELDS: dict[str, tuple[str, ...]] = {
     "d": ("timeLogged", "rcpt", "envId", "dlvSourceIp", "vmta"),
     "b": ("timeLogged", "vmta"),
     "rb": ("timeLogged", "rcpt", "envId"),
-    "f": ("timeLogged", "dlvSourceIp"),
+    "f": ("timeLogged", "arf_Source-IP", "dlvSourceIp"),
 }
 MAX_RECORD_BYTES = 64 * 1024
 MAX_SAMPLES = 20
@@ -230,7 +234,8 @@ class AccountingParser:
             return
         self.report.records += 1
         self.report.by_type[kind] += 1
-        ip = _ip(self._get(fields, "dlvSourceIp")) or self.vmta_ips.get(self._get(fields, "vmta").strip())
+        ip = ((_ip(self._get(fields, "arf_Source-IP")) if kind == "f" else None)
+              or _ip(self._get(fields, "dlvSourceIp")) or self.vmta_ips.get(self._get(fields, "vmta").strip()))
         rcpt_key = (self._get(fields, "rcpt").strip().lower(), self._get(fields, "envId").strip())
         if ip is None and kind == "rb":
             ip = self._rcpt_ip.get(rcpt_key)

@@ -77,9 +77,11 @@ def week_of_records() -> tuple[list[dict[str, str]], dict[str, int]]:
         if n == 3:
             rows.append({"type": "rb", "timeLogged": f"{day.isoformat()} 18:00:00+0000", "rcpt": "user3-7@gmail.com",
                          "envId": "job3-7"})
-        if n == 5:
-            rows.append({"type": "f", "timeLogged": f"{day.isoformat()} 20:00:00+0000", "dlvSourceIp": IP})
-    return rows, {"sent": 7 * 50, "delivered": 7 * 48, "bounced": 7 * 2 + 1, "complaints": 1}
+        if n == 5:  # ARF Source-IP names our IP; dlvSourceIp may be the reporting side's
+            rows.append({"type": "f", "timeLogged": f"{day.isoformat()} 20:00:00+0000", "arf_Source-IP": IP,
+                         "dlvSourceIp": "203.0.113.7"})
+            rows.append({"type": "f", "timeLogged": f"{day.isoformat()} 21:00:00+0000", "dlvSourceIp": IP})
+    return rows, {"sent": 7 * 50, "delivered": 7 * 48, "bounced": 7 * 2 + 1, "complaints": 2}
 
 
 def test_rendered_accounting_asks_for_exactly_what_the_ingest_parses() -> None:
@@ -110,7 +112,7 @@ async def test_rendered_format_reaches_the_warmup_gate(db_url: str, tmp_path: Pa
     f.write_text(write_file(records, fields, rows))
     report = await ingest_local(f, url=db_url)
     assert report.malformed == 0 and report.unattributed == 0
-    assert report.by_type == {"d": 7 * 48, "b": 14, "rb": 1, "f": 1}
+    assert report.by_type == {"d": 7 * 48, "b": 14, "rb": 1, "f": 2}
     ctx = load_context(WarmupContextRequest(address=IP, today=TODAY.isoformat()), url=db_url)
     got = {"sent": ctx.stats.sent, "delivered": ctx.stats.delivered, "bounced": ctx.stats.bounced,
            "complaints": ctx.stats.complaints}

@@ -25,6 +25,7 @@ The plan (pure, deterministic):
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from models.enums import IpStatus
@@ -66,6 +67,15 @@ class ColdPlan:
     unplaced: tuple[IpView, ...] = ()
     #: no active IP: warming IPs are pool members limited by their rate only (10.7)
     rate_limit_only: bool = False
+
+    @functools.cached_property
+    def members(self) -> frozenset[str]:
+        return frozenset(self.pool)
+
+    @functools.cached_property
+    def warm_of(self) -> dict[str, str]:
+        """cold VMTA name -> its warm VMTA."""
+        return {c.vmta: w for w, cs in self.colds.items() for c in cs}
 
 
 def plan(t: TenantView) -> ColdPlan:

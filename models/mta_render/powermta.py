@@ -27,8 +27,8 @@ MANAGED = "email-engine"
 
 
 def _vmta(ip: IpView, out: list[str], cp: ColdPlan) -> None:
-    warm_of = {c.vmta: w for w, cs in cp.colds.items() for c in cs}
-    if ip.vmta in cp.pool:
+    warm_of = cp.warm_of
+    if ip.vmta in cp.members:
         pool_note = "in the pool"
     elif ip.vmta in warm_of:
         pool_note = f"NOT in the pool: cold VirtualMTA of {warm_of[ip.vmta]}, which hands it its daily quota"
