@@ -109,8 +109,8 @@ def apply_inventory(inv: InventoryFile, *, actor: str, url: str | None = None, d
             tenant = _upsert(session, report, "tenant", t.name, tenants.get(t.name), Tenant, {
                 "name": t.name, "mta_host_id": hosts[t.mta_host].id, "pool_name": t.pool_name,
                 "max_bounce_rate": t.max_bounce_rate, "max_complaint_rate": t.max_complaint_rate,
-                "min_open_rate": t.min_open_rate, "bounce_domain": t.bounce_domain,
-                "fbl_domain": t.fbl_domain,
+                "min_open_rate": t.min_open_rate, "min_delivered_share": t.min_delivered_share,
+                "bounce_domain": t.bounce_domain, "fbl_domain": t.fbl_domain,
             })
             mw = session.exec(select(MailwizzServer).where(MailwizzServer.tenant_id == tenant.id)).first()
             _upsert(session, report, "mailwizz_server", t.name, mw, MailwizzServer,

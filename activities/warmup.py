@@ -78,9 +78,10 @@ def tenant_schedule_and_thresholds(session: Session, tenant: Tenant) -> tuple[Sc
     settings = get_settings()
     plan = [(row.phase, row.daily_quota, row.min_days)
             for row in session.exec(select(WarmupPlan).where(WarmupPlan.tenant_id == tenant.id))]
-    defaults = GateThresholds(settings.max_bounce_rate, settings.max_complaint_rate, settings.min_open_rate)
+    defaults = GateThresholds(settings.max_bounce_rate, settings.max_complaint_rate, settings.min_open_rate,
+                              settings.warmup_min_delivered_share, settings.warmup_gate_confidence)
     return tenant_schedule(plan), thresholds_for(defaults, tenant.max_bounce_rate, tenant.max_complaint_rate,
-                                                 tenant.min_open_rate)
+                                                 tenant.min_open_rate, tenant.min_delivered_share)
 
 
 def load_context(req: WarmupContextRequest, url: str | None = None) -> WarmupContext:

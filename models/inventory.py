@@ -86,6 +86,8 @@ class TenantEntry(_Strict):
     max_bounce_rate: float | None = Field(default=None, ge=0, le=1)
     max_complaint_rate: float | None = Field(default=None, ge=0, le=1)
     min_open_rate: float | None = Field(default=None, ge=0, le=1)
+    #: > 0: a phase never ends without delivered mail behind it (issue 10)
+    min_delivered_share: float | None = Field(default=None, gt=0, le=1)
     #: Domain of the tenant's bounce (MAIL FROM / Return-Path) addresses. Its MX is the MTA host, where
     #: PowerMTA's <bounce-processor> turns asynchronous bounces into `rb` accounting records (User's
     #: Guide 12.6). None: remote bounces are not processed for this tenant (render note).

@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     max_bounce_rate: float = Field(default=0.05, ge=0, le=1)
     max_complaint_rate: float = Field(default=0.001, ge=0, le=1)
     min_open_rate: float = Field(default=0.10, ge=0, le=1)
+    #: A warmup phase ends only with this share of its quota x 7 days delivered in the gate's window
+    #: (a tenant may override it); less is a hold, never a pass. 0 would let a phase end blind.
+    warmup_min_delivered_share: float = Field(default=0.5, gt=0, le=1)
+    #: Two-sided confidence of the Wilson bounds the gate judges rates with (models/warmup_gate.py).
+    warmup_gate_confidence: float = Field(default=0.95, ge=0.5, le=0.999)
 
     #: DNS resolvers for blocklist and authentication checks, comma-separated `host[:port]`
     #: (IPv6 as `[addr]:port`). Empty: the system resolver. Never a public resolver by default.

@@ -51,6 +51,8 @@ class Tenant(SQLModel, table=True):
     max_bounce_rate: float | None = None
     max_complaint_rate: float | None = None
     min_open_rate: float | None = None
+    # Share of a phase's quota x 7 days that must be delivered before the phase ends (None: settings).
+    min_delivered_share: float | None = None
     # Bounce and feedback-loop report domains (migration 0011); None: not processed.
     bounce_domain: str | None = Field(default=None, max_length=253)
     fbl_domain: str | None = Field(default=None, max_length=253)

@@ -6,15 +6,15 @@ with what the activities returned (they are deterministic, so they are safe insi
 Rules (DESIGN.md §4, issue 4):
 
 - **Safety gate** on the last 7 full UTC days of the IP's own stats: bounce rate = bounced / sent
-  (sent = delivered + synchronous bounces; remote bounces count as bounced) at most `max_bounce_rate`;
-  complaint rate = complaints / delivered at most `max_complaint_rate`; open rate = opens / delivered
-  at least `min_open_rate`, computed only over the days on which opens were measured (a day without
-  open tracking never fails the gate). A window in which the IP sent nothing passes (there is nothing
-  to judge and the quota bounds the exposure); the result says so (`sent == 0`).
-- **Daily step**: gate fails -> pause 7 days, quota held. Gate passes and the IP has been at least
-  `min_days` calendar days in its phase -> advance (or become active after the last phase). Otherwise
-  hold. Calendar days count while paused: the IP keeps sending at the held quota during a pause, and
-  the advance still needs a passing gate on the 7 days just before it.
+  (sent = delivered + synchronous bounces; remote bounces count as bounced); complaint rate =
+  complaints / delivered; open rate = opens / delivered, computed only over the days on which opens
+  were measured (a day without open tracking never fails the gate). Since issue 10 the workflow
+  judges them with confidence bounds and a volume floor: models/warmup_gate.py.
+- `safety_gate` and `decide_step` below are the rule before issue 10 (point estimates; a window with
+  nothing sent passed). They stay only so that workflow histories recorded before it replay
+  (workflow.patched in workflows/warmup.py); nothing new may call them.
+- **Daily step**: calendar days count while paused: the IP keeps sending at the held quota during a
+  pause, and the advance still needs a passing gate on the 7 days just before it.
 - **resume_phase**: see its docstring.
 - **Wake-up spreading**: every IP wakes once a day at 00:00 UTC plus a deterministic offset (a hash of
   its address) inside a configurable window, so thousands of IPs do not wake at the same instant.
@@ -44,15 +44,22 @@ class GateThresholds:
     max_bounce_rate: float = 0.05
     max_complaint_rate: float = 0.001
     min_open_rate: float = 0.10
+    #: share of the phase's quota x window days that must have been delivered before a phase ends
+    min_delivered_share: float = 0.5
+    #: two-sided confidence of the Wilson bounds the rates are judged with
+    confidence: float = 0.95
 
 
 def thresholds_for(defaults: GateThresholds, max_bounce_rate: float | None = None,
-                   max_complaint_rate: float | None = None, min_open_rate: float | None = None) -> GateThresholds:
+                   max_complaint_rate: float | None = None, min_open_rate: float | None = None,
+                   min_delivered_share: float | None = None) -> GateThresholds:
     """A tenant's thresholds: its own overrides (Tenant table) where set, the settings' defaults elsewhere."""
     return GateThresholds(
         max_bounce_rate=defaults.max_bounce_rate if max_bounce_rate is None else max_bounce_rate,
         max_complaint_rate=defaults.max_complaint_rate if max_complaint_rate is None else max_complaint_rate,
         min_open_rate=defaults.min_open_rate if min_open_rate is None else min_open_rate,
+        min_delivered_share=defaults.min_delivered_share if min_delivered_share is None else min_delivered_share,
+        confidence=defaults.confidence,
     )
 
 
@@ -124,7 +131,7 @@ class GateResult:
 
 
 def safety_gate(stats: WindowStats, thresholds: GateThresholds) -> GateResult:
-    """Apply the gate to a window's stats (see the module docstring for the rates' definitions)."""
+    """The pre-issue-10 gate on point estimates (replay only, see the module docstring)."""
     bounce_rate = stats.bounced / stats.sent if stats.sent else 0.0
     complaint_rate = stats.complaints / stats.delivered if stats.delivered else 0.0
     open_rate = stats.opens / stats.open_base if stats.open_base else None
@@ -177,7 +184,7 @@ def days_in_phase(phase_started_on: dt.date, today: dt.date) -> int:
 
 def decide_step(phase: WarmupPhase, phase_started_on: dt.date, today: dt.date, gate: GateResult,
                 schedule: Schedule = REFERENCE_SCHEDULE) -> StepDecision:
-    """What one daily tick does (the workflow only calls it when not paused)."""
+    """What one daily tick did before issue 10 (replay only, see the module docstring)."""
     quota = schedule.quota(phase)
     if not gate.passed:
         return StepDecision(StepAction.PAUSE, phase, quota,

@@ -187,6 +187,12 @@ BAD_INPUT = [
     ("key-path-traversal",
      lambda t: t.replace('status = "active"', 'status = "active"\ndkim_key_path = "/etc/../shadow"'),
      ".dkim_key_path"),
+    ("min-delivered-share-zero",  # a phase would end with no mail behind it (issue 10)
+     lambda t: t.replace('mta_host = "mta-a"', 'mta_host = "mta-a"\nmin_delivered_share = 0', 1),
+     ".min_delivered_share"),
+    ("min-delivered-share-over-one",
+     lambda t: t.replace('mta_host = "mta-a"', 'mta_host = "mta-a"\nmin_delivered_share = 1.5', 1),
+     ".min_delivered_share"),
     ("bounce-domain-injection", lambda t: t.replace('mta_host = "mta-a"', 'mta_host = "mta-a"\n'
                                                     'bounce_domain = "b.example\\n<bounce-processor>"', 1),
      ".bounce_domain"),
