@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.table import Table
 
 from cli.common import JsonOpt, console, fail, print_json
 from models import names
+
+if TYPE_CHECKING:
+    from models.warmup_contracts import GateSnapshot
 
 app = typer.Typer(help="Six-week IP warmups: one durable Temporal workflow per warming IP "
                        "(id warmup/<tenant>/<ip>).", no_args_is_help=True)
@@ -119,8 +122,40 @@ def resume(
     console.print(f"resume sent to {wid}", highlight=False)
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2%}"
+def _rate(rate: float | None, bounds: list[float] | None) -> str:
+    """A rate with its Wilson bounds: "2.00% [0.97–4.07]" (bounds only on snapshots since issue 10)."""
+    if rate is None:
+        return "-"
+    if not bounds:
+        return f"{rate:.2%}"
+    return f"{rate:.2%} [{bounds[0]:.2%}–{bounds[1]:.2%}]"
+
+
+_DECISION_STYLE = {"advance": "green", "activate": "green", "pause": "red", "hold": "yellow"}
+
+
+def gate_cells(g: GateSnapshot | None) -> list[str]:
+    """The status table's gate columns: sent, delivered/required, bounce, complaints, opens, decision."""
+    if g is None:
+        return ["-"] * 6
+    delivered = f"{g.delivered}/{g.required_delivered}" if g.required_delivered else str(g.delivered)
+    if g.rule:
+        decision = f"[{_DECISION_STYLE.get(g.action, 'white')}]{g.action}: {g.rule}[/]"
+    else:  # a snapshot from before issue 10
+        decision = "[green]pass[/]" if g.passed else "[red]fail[/]"
+    opens = _rate(g.open_rate, g.open_bounds) if g.open_rate is not None else "unmeasured"
+    return [str(g.sent), delivered, _rate(g.bounce_rate, g.bounce_bounds),
+            _rate(g.complaint_rate, g.complaint_bounds), opens, decision]
+
+
+def decision_line(address: str, g: GateSnapshot | None) -> str | None:
+    """One line per IP under the table: the window, the counts and the rule that fired, in words."""
+    if g is None or not g.rule:
+        return None
+    conf = f" at {g.confidence:.0%} confidence" if g.confidence else ""
+    return (f"{address} {g.day} (window {g.window_from}..{g.window_to}): sent {g.sent}, delivered {g.delivered}, "
+            f"bounced {g.bounced}, complaints {g.complaints}, opens "
+            f"{g.opens if g.open_base else 'unmeasured'}{conf} -> {g.reason}")
 
 
 @app.command()
@@ -141,24 +176,25 @@ def status(
         print_json([status_dict(p, s) for p, s in rows])
         return
     table = Table(title="Warmups" + (f" of {tenant}" if tenant else ""))
-    cols = ("ip", "phase", "quota", "day", "bounce", "compl.", "opens", "gate", "paused")
+    cols = ("ip", "phase", "quota", "day", "sent", "deliv./need", "bounce [bounds]", "compl. [bounds]", "opens",
+            "decision", "paused")
     if tenant is None:
         table.add_column("tenant", no_wrap=True)
     for col in cols:
         table.add_column(col, justify="right" if col in ("quota", "day") else "left", no_wrap=col in ("ip", "phase"))
     for plan, st in rows:
         if st is None:
-            cells = [plan.address, plan.phase, str(plan.quota), "-", "-", "-", "-", "-", "[red]no workflow[/]"]
+            cells = [plan.address, plan.phase, str(plan.quota), *(["-"] * 7), "[red]no workflow[/]"]
             table.add_row(*([plan.tenant] if tenant is None else []), *cells)
             continue
-        g = st.last_gate
         paused = "[yellow]yes[/]" if st.paused else ("done" if st.status != "warming" else "-")
         table.add_row(*([st.tenant] if tenant is None else []), st.address, st.phase or st.status, str(st.quota),
-                      str(st.day_in_phase),
-                      _pct(g.bounce_rate) if g else "-", _pct(g.complaint_rate) if g else "-",
-                      _pct(g.open_rate) if g else "-",
-                      ("[green]pass[/]" if g.passed else "[red]fail[/]") if g else "-", paused)
+                      str(st.day_in_phase), *gate_cells(st.last_gate), paused)
     console.print(table)
+    for _, st in rows:
+        line = decision_line(st.address, st.last_gate) if st is not None else None
+        if line:
+            console.print(line, highlight=False, markup=False)
     for _, st in rows:
         if st is not None and st.paused:
             until = st.paused_until[:16] if st.paused_until else "resumed"

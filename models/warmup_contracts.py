@@ -47,12 +47,24 @@ class GateSnapshot:
     max_bounce_rate: float
     max_complaint_rate: float
     min_open_rate: float
+    # Since issue 10 (defaults: snapshots taken before it): the decision, the rule that fired, the
+    # volume floor and the Wilson bounds of each rate (None: no base). models/warmup_gate.py.
+    action: str = ""  # hold | advance | pause | activate
+    rule: str = ""  # excess | min-days | insufficient-data | not-yet-clear | pass
+    reason: str = ""
+    required_delivered: int = 0
+    min_delivered_share: float = 0.0
+    confidence: float = 0.0
+    open_base: int = 0
+    bounce_bounds: list[float] | None = None  # [lower, upper]
+    complaint_bounds: list[float] | None = None
+    open_bounds: list[float] | None = None
 
 
 @dataclass
 class Transition:
     at: str
-    kind: str  # start | advance | active | pause | resume | sync | deploy_failed | stopped
+    kind: str  # start | advance | active | pause | resume | hold | sync | deploy_failed | stopped
     from_phase: str | None
     to_phase: str | None
     reason: str
@@ -77,6 +89,9 @@ class WarmupState:
     done: bool = False
     outcome: str = ""
     runs: int = 1
+    #: the evidence hold in progress (insufficient-data | not-yet-clear) and its first day: alerted once
+    hold_rule: str = ""
+    hold_since: str | None = None
 
 
 @dataclass

@@ -19,7 +19,7 @@ from client.warmups import start_workflow, warmup_input
 from models.deploys import DeployOutcome, DeployPoolRequest
 from models.settings import get_settings
 from models.warmup_contracts import PauseRequest, StartPlan, WarmupStatus
-from tests.warmup_support import ip_row, load
+from tests.warmup_support import feed_reference, ip_row, load
 from workflows.warmup import IpWarmupWorkflow
 
 IP = "127.0.12.61"
@@ -50,6 +50,7 @@ async def test_continue_as_new_search_attributes_and_memo(temporal_local, sqlite
     tenant = f"t{uuid.uuid4().hex[:8]}"
     started = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=8)).isoformat()
     load(sqlite_url, [(IP, "warming", "week_1", started)], tenant=tenant)
+    feed_reference(sqlite_url, IP, dt.date.fromisoformat(started), 8)  # the gate's evidence: 50 a day
     queue = f"wu-{uuid.uuid4().hex[:8]}"
     plan = StartPlan(tenant=tenant, address=IP, domain="warm61.example", phase="week_1", phase_started_on=started,
                      quota=50, moved_from=None)

@@ -25,7 +25,7 @@ from activities.alerts import Alert
 from activities.warmup import apply_warmup_step, load_warmup_context
 from models.deploys import DeployOutcome, DeployPoolRequest
 from models.warmup_contracts import PauseRequest, ResumeRequest, WarmupInput, WarmupStatus
-from tests.warmup_support import add_stats, audit, ip_row, load, register_search_attributes
+from tests.warmup_support import add_stats, audit, feed_reference, ip_row, load, register_search_attributes
 from workflows.warmup import IpWarmupWorkflow
 
 IP = "127.0.12.41"
@@ -99,13 +99,16 @@ async def ts(temporal_time_skipping, sqlite_url: str):
 
 async def test_full_warmup_right_quotas_on_right_days(ts) -> None:
     env, today, rec = ts
+    feed_reference(rec.url, IP, today, 42)  # each phase delivers its quota: the gate has its evidence
     queue = f"wu-{uuid.uuid4().hex[:8]}"
     async with warmup_worker(env.client, queue, rec):
         handle = await start(env.client, queue, today)
         await env.sleep(timedelta(days=3))
         st = await status(handle)
         assert (st.phase, st.quota, st.day_in_phase, st.paused, st.status) == ("week_1", 50, 4, False, "warming")
-        assert st.last_gate is not None and st.last_gate.passed and st.ticks == 3
+        g = st.last_gate
+        assert g is not None and st.ticks == 3 and (g.action, g.rule) == ("hold", "min-days")
+        assert (g.sent, g.delivered, g.required_delivered) == (150, 150, 175)
         result = await handle.result()
     assert result.status == "active" and result.quota == 10_000
     days = [(d.date() - today).days for d, _, _ in rec.deploys]
@@ -129,6 +132,7 @@ async def test_full_warmup_right_quotas_on_right_days(ts) -> None:
 async def test_bad_week_pauses_seven_days_then_continues(ts) -> None:
     env, today, rec = ts
     add_stats(rec.url, IP, today, sent=100, bounced=20)  # 20% bounces, read by the tick of day 1
+    feed_reference(rec.url, IP, today + timedelta(days=1), 8)  # then a clean week: the advance's evidence
     queue = f"wu-{uuid.uuid4().hex[:8]}"
     async with warmup_worker(env.client, queue, rec):
         handle = await start(env.client, queue, today)
@@ -136,7 +140,10 @@ async def test_bad_week_pauses_seven_days_then_continues(ts) -> None:
         await env.sleep(timedelta(days=2))
         st = await status(handle)
         assert st.paused and st.paused_by == "gate" and "bounce rate 20.00%" in st.pause_reason
-        assert st.last_gate is not None and not st.last_gate.passed and st.last_gate.bounced == 20
+        assert "lower bound 13.34% > max 5.00%" in st.pause_reason
+        g = st.last_gate
+        assert g is not None and not g.passed and g.bounced == 20 and (g.action, g.rule) == ("pause", "excess")
+        assert g.bounce_bounds == [0.133367, 0.288829]
         assert st.paused_until is not None
         until = dt.datetime.fromisoformat(st.paused_until)
         assert (until.date() - today).days == 8 and st.quota == 50
@@ -154,6 +161,8 @@ async def test_bad_week_pauses_seven_days_then_continues(ts) -> None:
 
 async def test_pause_signal_holds_until_resume(ts) -> None:
     env, today, rec = ts
+    add_stats(rec.url, IP, today, sent=50)
+    feed_reference(rec.url, IP, today + timedelta(days=1), 30)
     queue = f"wu-{uuid.uuid4().hex[:8]}"
     async with warmup_worker(env.client, queue, rec):
         handle = await start(env.client, queue, today)
@@ -184,6 +193,7 @@ async def test_pause_signal_holds_until_resume(ts) -> None:
 
 async def test_worker_replaced_mid_warmup_and_replay(ts) -> None:
     env, today, rec = ts
+    feed_reference(rec.url, IP, today, 42)
     queue = f"wu-{uuid.uuid4().hex[:8]}"
     # Worker A without a workflow cache (temporal.md §7: the time-skipping server hands the task to a new
     # worker only if the old one had no sticky queue).
@@ -206,9 +216,12 @@ async def test_worker_replaced_mid_warmup_and_replay(ts) -> None:
 
 def test_committed_histories_replay() -> None:
     """Histories recorded from earlier runs (tests/data/warmup-history-*.json: advance with
-    continue-as-new, a gate pause then resume, the last run to active) must replay on today's code."""
+    continue-as-new, a gate pause then resume, the last run to active, an evidence hold) must replay on
+    today's code. The `pre-gate-*` ones were recorded before the evidence gate (issue 10): no
+    EVIDENCE_GATE_PATCH marker, so they replay through the old rule; nothing rewrites them."""
     files = sorted(DATA.glob("warmup-history-*.json"))
-    assert len(files) >= 3, "recorded histories missing: run with EMAIL_ENGINE_RECORD_HISTORIES=1"
+    assert len(files) >= 7, "recorded histories missing: run with EMAIL_ENGINE_RECORD_HISTORIES=1"
+    assert sum(f.stem.startswith("warmup-history-pre-gate-") for f in files) == 3
     replayer = Replayer(workflows=[IpWarmupWorkflow])
     for f in files:
         history = WorkflowHistory.from_json(f.stem, f.read_text())

@@ -84,3 +84,16 @@ async def register_search_attributes(client: object) -> None:
         except RPCError as err:
             if "already" not in str(err).lower():
                 raise
+
+
+#: what an IP following the reference schedule sends a day, by day of its warmup (week_1 .. week_6)
+REFERENCE_DAILY = (50, 100, 250, 500, 1000, 2000)
+
+
+def feed_reference(url: str, address: str, first: dt.date, days: int, skip: Sequence[dt.date] = ()) -> None:
+    """Daily stats of a healthy IP at its phase's quota from `first` for `days` days (evidence for the
+    gate: every window then holds a full quota of delivered mail, no bounce, no complaint)."""
+    for i in range(days):
+        day = first + dt.timedelta(days=i)
+        if day not in skip:
+            add_stats(url, address, day, sent=REFERENCE_DAILY[min(i // 7, len(REFERENCE_DAILY) - 1)])

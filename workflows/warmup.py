@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.deploys import DeployOutcome, DeployPoolRequest
     from models.enums import WarmupPhase
+    from models.schedule import Schedule
     from models.search_attributes import IP_ADDRESS, IP_STATUS, TENANT, WARMUP_PHASE
     from models.warmup import PAUSE_DAYS, StepAction, days_in_phase, decide_step, next_wake, safety_gate, wake_offset
     from models.warmup_contracts import (
@@ -41,10 +42,13 @@ with workflow.unsafe.imports_passed_through():
         WarmupState,
         WarmupStatus,
     )
+    from models.warmup_gate import Decision, RateCheck, Rule, decide
 
 HISTORY_KEEP = 40  # transitions kept in the state (older ones are counted, not carried)
 DB_TIMEOUT = timedelta(seconds=60)
 DEPLOY_TIMEOUT = timedelta(minutes=15)
+#: workflow.patched id of the evidence gate (issue 10): histories recorded before it take the old rule
+EVIDENCE_GATE_PATCH = "warmup-gate-evidence"
 
 
 def _iso(t: dt.datetime) -> str:
@@ -257,6 +261,49 @@ class IpWarmupWorkflow:
         schedule = schedule_from(ctx.schedule, ctx.active_quota)
         phase = WarmupPhase(s.phase)
         s.quota = schedule.quota(phase)
+        if not workflow.patched(EVIDENCE_GATE_PATCH):
+            await self._legacy_tick(ctx, now, phase, schedule)
+            return
+        window_days = (dt.date.fromisoformat(ctx.window_to) - dt.date.fromisoformat(ctx.window_from)).days + 1
+        decision = decide(phase, dt.date.fromisoformat(s.phase_started_on), today, ctx.stats, ctx.thresholds,
+                          schedule, window_days)
+        s.last_gate = _snapshot(today, ctx, decision)
+        ev = decision.evaluation
+        figures = f"Window {ctx.window_from}..{ctx.window_to}: {ev.figures()}"
+        if decision.action == StepAction.HOLD:
+            if decision.rule not in (Rule.INSUFFICIENT_DATA, Rule.NOT_YET_CLEAR):
+                s.hold_rule, s.hold_since = "", None
+            elif s.hold_rule != decision.rule.value:  # a new hold: alert once, name the figures
+                s.hold_rule, s.hold_since = decision.rule.value, today.isoformat()
+                self._record("hold", s.phase, s.phase, decision.reason)
+                await self._alert(
+                    f"{wid}/hold/{decision.rule.value}/{today.isoformat()}",
+                    f"Warmup {self._inp.address} held at {s.phase}: {decision.rule.value.replace('-', ' ')}",
+                    f"{decision.reason}. {figures}. Quota stays {s.quota}/day; the gate is read again every "
+                    "day and this hold is not alerted again."
+                    + (" Check that the MTA's accounting files reach the engine (`email-engine stats show "
+                       f"{self._inp.address}`) and that the tenant's traffic reaches this IP."
+                       if decision.rule == Rule.INSUFFICIENT_DATA else ""),
+                    "warning", [AlertAction("Pause", wid, "pause")])
+            return
+        s.hold_rule, s.hold_since = "", None
+        if decision.action == StepAction.PAUSE:
+            until = _iso(now + timedelta(days=PAUSE_DAYS))
+            self._pause(decision.reason, until, "gate")
+            await self._alert(
+                f"{wid}/gate", f"Warmup {self._inp.address} paused {PAUSE_DAYS} days: safety gate failed",
+                f"{decision.reason}. {figures}. Quota held at {s.quota}/day ({s.phase}) until {until}.", "warning",
+                [AlertAction("Resume now", wid, "resume")])
+            return
+        await self._step(decision.action, decision.phase, decision.quota, decision.reason, figures, today)
+
+    async def _legacy_tick(self, ctx: WarmupContext, now: dt.datetime, phase: WarmupPhase,
+                           schedule: Schedule) -> None:
+        """The tick before issue 10 (point-estimate gate, a window with nothing sent passed), unchanged:
+        only histories recorded before EVIDENCE_GATE_PATCH take it."""
+        s = self._state
+        today = now.date()
+        wid = workflow.info().workflow_id
         gate = safety_gate(ctx.stats, ctx.thresholds)
         s.last_gate = GateSnapshot(
             day=today.isoformat(), passed=gate.passed, reasons=gate.reasons, window_from=ctx.window_from,
@@ -276,12 +323,19 @@ class IpWarmupWorkflow:
                 f"Quota held at {s.quota}/day ({s.phase}) until {until}.", "warning",
                 [AlertAction("Resume now", wid, "resume")])
             return
-        to_phase = decision.phase.value if decision.phase else None
+        await self._step(decision.action, decision.phase, decision.quota, decision.reason,
+                         f"Gate on {ctx.window_from}..{ctx.window_to}: {gate.summary()}", today)
+
+    async def _step(self, action: StepAction, to: WarmupPhase | None, quota: int, reason: str, figures: str,
+                    today: dt.date) -> None:
+        """Advance (or activate): persist through the idempotent activity, deploy, alert."""
+        s = self._state
+        wid = workflow.info().workflow_id
+        to_phase = to.value if to else None
         try:
             step: PhaseStepOutcome = await workflow.execute_activity(
                 "apply_warmup_step",
-                PhaseStepRequest(self._inp.address, s.phase, to_phase, decision.quota, today.isoformat(),
-                                 decision.reason, wid),
+                PhaseStepRequest(self._inp.address, s.phase, to_phase, quota, today.isoformat(), reason, wid),
                 result_type=PhaseStepOutcome, start_to_close_timeout=DB_TIMEOUT)
         except ActivityError as err:
             cause = err.cause.message if isinstance(err.cause, ApplicationError) else str(err.cause or err)
@@ -291,17 +345,37 @@ class IpWarmupWorkflow:
                               [AlertAction("Resume", wid, "resume")])
             return
         from_phase = s.phase
-        if decision.action == StepAction.ACTIVATE:
+        if action == StepAction.ACTIVATE:
             s.done, s.outcome, s.quota = True, "active", step.quota
-            self._record("active", from_phase, None, decision.reason)
+            self._record("active", from_phase, None, reason)
         else:
             assert to_phase is not None
             s.phase, s.phase_started_on, s.quota = to_phase, today.isoformat(), step.quota
-            self._record("advance", from_phase, to_phase, decision.reason)
-        await self._deploy(decision.reason)
+            self._record("advance", from_phase, to_phase, reason)
+        await self._deploy(reason)
         await self._sync_search_attributes(status="active" if s.done else "warming")
         await self._alert(
             f"{wid}/{to_phase or 'active'}",
             f"Warmup {self._inp.address}: {'active' if s.done else to_phase} ({s.quota}/day)",
-            f"{decision.reason}. Gate on {ctx.window_from}..{ctx.window_to}: {gate.summary()}.",
-            actions=[] if s.done else [AlertAction("Pause", wid, "pause")])
+            f"{reason}. {figures}.", actions=[] if s.done else [AlertAction("Pause", wid, "pause")])
+
+
+def _bounds(c: RateCheck) -> list[float] | None:
+    return None if c.lower is None or c.upper is None else [c.lower, c.upper]
+
+
+def _snapshot(today: dt.date, ctx: WarmupContext, d: Decision) -> GateSnapshot:
+    """What the status query shows of a decision: counts, rates, bounds, the rule that fired."""
+    ev, st = d.evaluation, ctx.stats
+    reasons = [c.text() for c in ev.checks if c.verdict.value in ("excess", "unclear")]
+    if not ev.enough_mail:
+        reasons.append(f"delivered {ev.delivered} < {ev.required} required")
+    return GateSnapshot(
+        day=today.isoformat(), passed=not reasons, reasons=reasons, window_from=ctx.window_from,
+        window_to=ctx.window_to, sent=st.sent, delivered=st.delivered, bounced=st.bounced,
+        complaints=st.complaints, opens=st.opens, bounce_rate=ev.bounce.rate or 0.0,
+        complaint_rate=ev.complaint.rate or 0.0, open_rate=ev.open.rate, max_bounce_rate=ev.bounce.limit,
+        max_complaint_rate=ev.complaint.limit, min_open_rate=ev.open.limit, action=d.action.value,
+        rule=d.rule.value, reason=d.reason, required_delivered=ev.required,
+        min_delivered_share=ev.min_delivered_share, confidence=ev.confidence, open_base=st.open_base,
+        bounce_bounds=_bounds(ev.bounce), complaint_bounds=_bounds(ev.complaint), open_bounds=_bounds(ev.open))

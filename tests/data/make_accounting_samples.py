@@ -25,6 +25,7 @@ import csv
 import datetime as dt
 import io
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 HEADER = [
@@ -52,15 +53,17 @@ def _stamp(t: dt.datetime) -> str:
     return t.strftime("%Y-%m-%d %H:%M:%S+0000")
 
 
-def render(name: str, seed: int = 4) -> str:
-    ip, n_d, n_b, n_rb, n_f, n_t = PROFILES[name]
+def render(name: str, seed: int = 4, days: Sequence[dt.date] = DAYS,
+           profile: tuple[str, int, int, int, int, int] | None = None) -> str:
+    """The file of profile `name` (or of `profile`, same shape as PROFILES' values) over `days`."""
+    ip, n_d, n_b, n_rb, n_f, n_t = profile or PROFILES[name]
     n = ip.rsplit(".", 1)[1]
     vmta, domain = f"vmta-acme-{n}", f"warm{n}.example"
     rnd = random.Random(f"{seed}-{name}")
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(HEADER)
-    for day in DAYS:
+    for day in days:
         events: list[tuple[dt.datetime, dict[str, str]]] = []
         delivered: list[tuple[str, str]] = []
         for i in range(n_d + n_b + n_t):
