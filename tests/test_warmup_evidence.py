@@ -246,3 +246,65 @@ def test_volume_floor_per_tenant_reaches_the_gate(db_url: str, monkeypatch: pyte
     with pytest.raises(ValueError, match="warmup_min_delivered_share"):
         get_settings()
     get_settings.cache_clear()
+
+
+def rendered_week(today: dt.date, address: str, vmta: str, complaints: int) -> str:
+    """Seven days before `today` of an accounting file in exactly the fields the rendered PowerMTA config
+    asks for (tests/test_pmta_accounting_e2e.py reads them from the rendered <acct-file> block): 48
+    delivered and 2 bounced a day, one remote bounce; `complaints` FBL reports, the first one naming the
+    IP only in its ARF Source-IP."""
+    from tests.test_pmta_accounting_e2e import rendered_acct_block, write_file
+
+    _, records, fields = rendered_acct_block()
+    rows: list[dict[str, str]] = []
+    for n in range(7):
+        day = today - dt.timedelta(days=7 - n)
+        at = f"{day.isoformat()} 10:{n:02}:00+0000"
+        rows += [{"type": "d", "timeLogged": at, "rcpt": f"user{n}-{i}@gmail.com", "envId": f"job{n}-{i}",
+                  "dlvSourceIp": address, "vmta": vmta} for i in range(48)]
+        rows += [{"type": "b", "timeLogged": at, "vmta": vmta}] * 2
+        if n == 3:
+            rows.append({"type": "rb", "timeLogged": f"{day.isoformat()} 18:00:00+0000", "rcpt": "user3-7@gmail.com",
+                         "envId": "job3-7"})
+        if n >= 7 - complaints:
+            rows.append({"type": "f", "timeLogged": f"{day.isoformat()} 20:00:00+0000", "arf_Source-IP": address,
+                         "dlvSourceIp": "203.0.113.7"} if n == 7 - complaints else
+                        {"type": "f", "timeLogged": f"{day.isoformat()} 20:00:00+0000", "dlvSourceIp": address})
+    return write_file(records, fields, rows)
+
+
+@pytest.mark.parametrize(("complaints", "action", "rule"), [(0, "advance", "pass"), (2, "pause", "excess")])
+async def test_rendered_accounting_format_drives_the_warmup(temporal_time_skipping, sqlite_url: str, tmp_path: Path,
+                                                             complaints: int, action: str, rule: str) -> None:
+    """The reference fleet's client-1 IP 45.123.10.41 (week_1) fed a file written in the rendered
+    <acct-file> format: 350 sent, 336 delivered, 15 bounced; clean it advances, with 2 complaints among
+    336 delivered (0.60%, lower bound 0.16% > 0.10%) it pauses."""
+    from activities.inventory import apply_inventory
+    from models.inventory import parse
+    from tests.conftest import REFERENCE_INVENTORY
+
+    env = temporal_time_skipping
+    await register_search_attributes(env.client)
+    today = (await env.get_current_time()).astimezone(dt.UTC).date()
+    address = "45.123.10.41"
+    apply_inventory(parse(REFERENCE_INVENTORY.read_text()), actor="test", url=sqlite_url,
+                    today=today - dt.timedelta(days=7))
+    f = tmp_path / f"pmta-acct-{today - dt.timedelta(days=7)}-0000.csv"
+    f.write_text(rendered_week(today, address, "vmta-client1-41", complaints))
+    report = await ingest_local(f, sqlite_url)
+    assert report.malformed == 0 and report.unattributed == 0
+    rec = Recorder()
+    async with worker(env.client, rec) as queue:
+        handle = await env.client.start_workflow(
+            IpWarmupWorkflow.run,
+            WarmupInput(tenant="client-1", address=address, domain="sos-mail-41.com", phase="week_1",
+                        phase_started_on=(today - dt.timedelta(days=7)).isoformat(), quota=50,
+                        wake_window_seconds=600, first_tick_within_seconds=2),
+            id=f"warmup/client-1/{address}-{uuid.uuid4().hex[:6]}", task_queue=queue)
+        st = await settled(handle, lambda s: s.last_gate is not None and len(rec.alerts) >= 1)
+        g = st.last_gate
+        assert g is not None and (g.action, g.rule) == (action, rule), g.reason
+        assert (g.sent, g.delivered, g.bounced, g.complaints) == (350, 336, 15, complaints)
+        assert (st.phase, st.paused) == (("week_2", False) if action == "advance" else ("week_1", True))
+        assert ip_row(sqlite_url, address).daily_quota == (100 if action == "advance" else 50)
+        await handle.terminate("test done")
