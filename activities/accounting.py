@@ -6,6 +6,10 @@ moving the offset happen in ONE transaction, so a retried, repeated or concurren
 record twice. A different file at the same path (rotated, recreated: its first bytes differ, or it is
 shorter than the offset) starts again from its beginning. Files are read in bounded chunks.
 
+Remote bounces (and complaints without a usable IP) are attributed through the delivery index
+(activities/delivery_index.py): every chunk's deliveries are written there in the same transaction, so
+an `rb` read in a later run, chunk or file still finds the IP that delivered its message.
+
 Sources: local files (`email-engine stats ingest FILE...`, source "local", keyed by absolute path) and
 each enabled MTA host over SFTP (AccountingIngestWorkflow, source = host name, same SSH settings as
 deploys), files `<accounting_dir>/<accounting_glob>`.
@@ -30,6 +34,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.db import session_scope
+from activities.delivery_index import add_stats, known_deliveries, prune, remember, retention_cutoff
 from models import names
 from models.accounting import AccountingParser
 from models.accounting_tables import AccountingFile
@@ -54,10 +59,13 @@ class FileReport:
     by_type: dict[str, int] = field(default_factory=dict)
     malformed: int = 0
     unattributed: int = 0
+    #: unattributed records per type: `rb` here is a remote bounce whose delivery is unknown
+    unattributed_by_type: dict[str, int] = field(default_factory=dict)
     transient: int = 0
     samples: list[str] = field(default_factory=list)
     restarted: bool = False  # a different file than last time: read from the start
     ip_days: int = 0  # (IP, day) rows touched
+    indexed: int = 0  # deliveries offered to the delivery index
     error: str = ""
 
     def merge(self, other: FileReport) -> None:
@@ -66,10 +74,12 @@ class FileReport:
         self.by_type = dict(Counter(self.by_type) + Counter(other.by_type))
         self.malformed += other.malformed
         self.unattributed += other.unattributed
+        self.unattributed_by_type = dict(Counter(self.unattributed_by_type) + Counter(other.unattributed_by_type))
         self.transient += other.transient
         self.samples = (self.samples + other.samples)[:20]
         self.restarted = self.restarted or other.restarted
         self.ip_days += other.ip_days
+        self.indexed += other.indexed
 
 
 def _fingerprint(head: bytes) -> tuple[str, int]:
@@ -103,29 +113,29 @@ def resume_offset(source: str, path: str, head: bytes, size: int, url: str | Non
 def ingest_chunk(source: str, path: str, head: bytes, size: int, data: bytes, data_offset: int,
                  url: str | None = None) -> FileReport:
     """Count the complete records of `data` (the file's bytes from `data_offset`) and move the offset,
-    in one transaction. Raises StaleOffset if the stored offset is no longer `data_offset`."""
+    in one transaction, with the deliveries it adds to the delivery index (pruned there to the retention).
+    Raises StaleOffset if the stored offset is no longer `data_offset`."""
     report = FileReport(source, path, data_offset, data_offset)
+    retention_days = get_settings().accounting_delivery_retention_days
     with session_scope(url) as session:
         row = _row(session, source, path, lock=True)
         start = row.offset if row is not None and _continues(row, head, size) else 0
         if start != data_offset:
             raise StaleOffset(f"{source}:{path}: offset is {start}, read from {data_offset}")
         header = next(csv.reader([row.header])) if (row is not None and start and row.header) else None
-        ips = {ip.address: ip for ip in session.exec(select(SendingIp))}
-        parser = AccountingParser({ip.vmta_name: ip.address for ip in ips.values()}, set(ips), header)
+        inventory = list(session.exec(select(SendingIp.id, SendingIp.address, SendingIp.vmta_name)))
+        ip_ids = {address: ip_id for ip_id, address, _ in inventory if ip_id is not None}
+        vmtas = {vmta: address for _, address, vmta in inventory}
+        parser = AccountingParser(vmtas, set(ip_ids), header)
         consumed = parser.feed(data, final=False)
         r = parser.report
-        for (address, day), counts in sorted(r.totals.items()):
-            ip_id = ips[address].id
-            stat = session.exec(select(DailyStat).where(DailyStat.ip_id == ip_id, DailyStat.day == day)).first()
-            if stat is None:
-                assert ip_id is not None
-                stat = DailyStat(ip_id=ip_id, day=day)
-            stat.sent += counts.sent
-            stat.delivered += counts.delivered
-            stat.bounced += counts.bounced
-            stat.complaints += counts.complaints
-            session.add(stat)
+        # rb/f records without an IP: their deliveries, whichever run read them (one query per page)
+        parser.resolve(known_deliveries(session, r.pending, {v: k for k, v in ip_ids.items()}))
+        if r.deliveries:
+            cutoff = retention_cutoff(max(d.at for d in r.deliveries), utcnow(), retention_days)
+            report.indexed = remember(session, r.deliveries, ip_ids, cutoff)
+            prune(session, cutoff)
+        add_stats(session, r.totals, ip_ids)
         fp, fp_len = _fingerprint(head)
         if row is None:
             row = AccountingFile(source=source, path=path, fingerprint=fp, fingerprint_len=fp_len)
@@ -146,6 +156,7 @@ def ingest_chunk(source: str, path: str, head: bytes, size: int, data: bytes, da
     report.end_offset = start + consumed
     report.records, report.by_type = r.records, dict(r.by_type)
     report.malformed, report.unattributed, report.transient = r.malformed, r.unattributed, r.transient
+    report.unattributed_by_type = dict(r.unattributed_by_type)
     report.samples, report.ip_days = list(r.samples), len(r.totals)
     return report
 

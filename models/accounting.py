@@ -14,9 +14,12 @@ What is counted, per sending IP and UTC day (from `timeLogged`):
 - `tq`, `r`, `rs`: recognised and ignored.
 Attribution: `dlvSourceIp` when present (for `f`, the ARF Source-IP `arf_Source-IP` first), else the `vmta`
 column through the inventory's vmta -> IP map.
-`b` records carry no `dlv*` data, so bounces use `vmta`. `rb` records carry neither: they are matched to
-the IP of an earlier `d` record to the same recipient (and envId when present) in the same ingest;
-otherwise they count as unattributed. Records whose IP is not in the inventory are unattributed too.
+`b` records carry no `dlv*` data, so bounces use `vmta`. `rb` records carry neither (nor does an `f` whose
+Source-IP is missing or not ours): they are attributed to the most recent earlier delivery of the same
+message (`attribute`, keys from `message_key`), whichever ingest saw its `d`: the parser collects the
+deliveries it sees and the records still to attribute, and the caller resolves them against the durable
+delivery index (activities/accounting.py) plus this run's deliveries. One with no known delivery counts
+as unattributed (`unattributed_by_type`). Records whose IP is not in the inventory are unattributed too.
 
 Hostile input: a record that is not valid UTF-8 / CSV, has another number of fields than the header,
 an unknown type, or an unparsable time is counted as malformed (with a sample reason) and skipped. A
@@ -29,27 +32,28 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import email.utils
+import hashlib
 import ipaddress
-from collections import Counter
-from collections.abc import Mapping
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 #: What the engine asks PowerMTA to write and everything the parser below reads, per record type
 #: (rendered into `<acct-file>` as `records` and `record-fields`, User's Guide 3.3.11.11-12; `type` is
 #: always written first, 11.2.2). `t` is left out: the guide advises it only for troubleshooting (large
-#: files, 3.3.11.11) and it is never stored. `rb` has no IP: it is matched to a `d` by rcpt and envId.
+#: files, 3.3.11.11) and it is never stored. `rb` has no IP: it is matched to a `d` by rcpt with envId,
+#: else orig (fields both record types have, notes/mta.md §1.8; `jobId` is not an `rb` field).
 #: `f` names the IP the complained-about message came from in the ARF report's Source-IP field (RFC
 #: 5965), written as `arf_Source-IP` (`arf_<name>`, 11.2.8); its `dlvSourceIp` ("address of MTA from
-#: which the message was received") is the fallback.
+#: which the message was received") is the fallback, then the delivery of the same rcpt/envId/orig.
 RECORD_FIELDS: dict[str, tuple[str, ...]] = {
-    "d": ("timeLogged", "rcpt", "envId", "dlvSourceIp", "vmta"),
+    "d": ("timeLogged", "orig", "rcpt", "envId", "dlvSourceIp", "vmta"),
     "b": ("timeLogged", "vmta"),
-    "rb": ("timeLogged", "rcpt", "envId"),
-    "f": ("timeLogged", "arf_Source-IP", "dlvSourceIp"),
+    "rb": ("timeLogged", "orig", "rcpt", "envId"),
+    "f": ("timeLogged", "orig", "rcpt", "envId", "arf_Source-IP", "dlvSourceIp"),
 }
 MAX_RECORD_BYTES = 64 * 1024
 MAX_SAMPLES = 20
-MAX_RCPT_MEMORY = 200_000
 COUNTED = frozenset({"d", "b", "rb", "f", "t"})
 IGNORED = frozenset({"tq", "r", "rs"})
 REQUIRED = ("type", "timeLogged")
@@ -71,12 +75,83 @@ class Counts:
         self.transient += other.transient
 
 
+def _hash(value: str) -> int:
+    """A signed 64-bit digest (0 for empty): compact keys for the delivery index, no address stored."""
+    if not value:
+        return 0
+    return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "big", signed=True) or 1
+
+
+@dataclass(frozen=True)
+class MessageKey:
+    """What ties a remote bounce or complaint to its delivery: rcpt (case-folded), envId, orig (folded)."""
+
+    rcpt: int
+    env: int = 0
+    orig: int = 0
+
+
+def message_key(rcpt: str, env_id: str = "", orig: str = "") -> MessageKey | None:
+    """None without a recipient: such a record cannot be matched to any delivery."""
+    rcpt = rcpt.strip().lower()
+    if not rcpt:
+        return None
+    return MessageKey(_hash(rcpt), _hash(env_id.strip()), _hash(orig.strip().lower()))
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A `d` record as the delivery index keeps it: which IP delivered which message, when (UTC)."""
+
+    key: MessageKey
+    ip: str
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    """An `rb` (or an `f` without a usable IP) waiting for its delivery to be looked up."""
+
+    kind: str
+    key: MessageKey
+    at: dt.datetime
+
+
+def matches(wanted: MessageKey, found: MessageKey) -> bool:
+    """Same recipient, and the same envId when the record has one (a per-message id), else the same orig
+    when it has one (a VERP or per-campaign return path), else the recipient alone."""
+    if wanted.rcpt != found.rcpt:
+        return False
+    if wanted.env:
+        return found.env == wanted.env
+    return not wanted.orig or found.orig == wanted.orig
+
+
+def attribute(pending: Iterable[Unresolved], deliveries: Iterable[Delivery]) -> list[str | None]:
+    """For each pending record, the IP of the most recent matching delivery at or before its time (None:
+    no known delivery). Ties at the same second go to the highest IP, so the answer never depends on the
+    order rows come back from the database."""
+    by_rcpt: dict[int, list[Delivery]] = defaultdict(list)
+    for d in deliveries:
+        by_rcpt[d.key.rcpt].append(d)
+    out: list[str | None] = []
+    for p in pending:
+        best: Delivery | None = None
+        for d in by_rcpt.get(p.key.rcpt, ()):
+            if d.at <= p.at and matches(p.key, d.key) and (best is None or (d.at, d.ip) > (best.at, best.ip)):
+                best = d
+        out.append(best.ip if best else None)
+    return out
+
+
 @dataclass
 class ParseReport:
     records: int = 0
     by_type: Counter[str] = field(default_factory=Counter)
     malformed: int = 0
     unattributed: int = 0
+    #: the unattributed records per type (an `rb` whose delivery is unknown shows here, never vanishes)
+    unattributed_by_type: Counter[str] = field(default_factory=Counter)
     transient: int = 0
     ignored: int = 0
     samples: list[str] = field(default_factory=list)
@@ -84,6 +159,10 @@ class ParseReport:
     #: byte offset (relative to the start of the parsed data) just after the last consumed record
     consumed: int = 0
     header: list[str] = field(default_factory=list)
+    #: attributed `d` records with a recipient: what the delivery index learns from this data
+    deliveries: list[Delivery] = field(default_factory=list)
+    #: `rb` and IP-less `f` records not yet attributed (AccountingParser.resolve)
+    pending: list[Unresolved] = field(default_factory=list)
 
     def problem(self, where: int, why: str) -> None:
         self.malformed += 1
@@ -126,7 +205,6 @@ class AccountingParser:
         self.report = ParseReport(header=list(header or []))
         self._index: dict[str, int] = {}
         self._header_problem: str | None = None
-        self._rcpt_ip: dict[tuple[str, str], str] = {}
         if header:
             self._set_header(header)
 
@@ -236,16 +314,30 @@ class AccountingParser:
         self.report.by_type[kind] += 1
         ip = ((_ip(self._get(fields, "arf_Source-IP")) if kind == "f" else None)
               or _ip(self._get(fields, "dlvSourceIp")) or self.vmta_ips.get(self._get(fields, "vmta").strip()))
-        rcpt_key = (self._get(fields, "rcpt").strip().lower(), self._get(fields, "envId").strip())
-        if ip is None and kind == "rb":
-            ip = self._rcpt_ip.get(rcpt_key)
-        if ip is None or (self.known_ips is not None and ip not in self.known_ips):
-            self.report.unattributed += 1
-            if kind == "t":
-                self.report.transient += 1
+        known = ip is not None and (self.known_ips is None or ip in self.known_ips)
+        if kind == "f" and not known:  # the ARF report names no IP of ours: look for the delivery instead
+            ip = None
+        key = None
+        if kind in ("d", "rb", "f"):
+            key = message_key(self._get(fields, "rcpt"), self._get(fields, "envId") or self._get(fields, "envid"),
+                              self._get(fields, "orig"))
+        if ip is None and kind in ("rb", "f") and key is not None:
+            self.report.pending.append(Unresolved(kind, key, when))
             return
-        if kind == "d" and rcpt_key[0] and len(self._rcpt_ip) < MAX_RCPT_MEMORY:
-            self._rcpt_ip[rcpt_key] = ip
+        if ip is None or not known:
+            self._unattributed(kind)
+            return
+        if kind == "d" and key is not None:
+            self.report.deliveries.append(Delivery(key, ip, when))
+        self._add(kind, ip, when)
+
+    def _unattributed(self, kind: str) -> None:
+        self.report.unattributed += 1
+        self.report.unattributed_by_type[kind] += 1
+        if kind == "t":
+            self.report.transient += 1
+
+    def _add(self, kind: str, ip: str, when: dt.datetime) -> None:
         c = self.report.totals.setdefault((ip, when.date()), Counts())
         if kind == "d":
             c.sent += 1
@@ -261,10 +353,27 @@ class AccountingParser:
             c.transient += 1
             self.report.transient += 1
 
+    # ------------------------------------------------------------------------------------ attribution
+
+    def resolve(self, known_deliveries: Iterable[Delivery] = ()) -> None:
+        """Count the pending `rb`/`f` records for the IP of their delivery, found among `known_deliveries`
+        (the delivery index's rows for their recipients) and this parser's own `d` records; counted on
+        the record's own day (when the evidence arrived, so the gate's next window sees it). Unknown ones
+        are unattributed. Call once after the last `feed`."""
+        pending, self.report.pending = self.report.pending, []
+        candidates = [*known_deliveries, *self.report.deliveries]
+        for p, ip in zip(pending, attribute(pending, candidates), strict=True):
+            if ip is None or (self.known_ips is not None and ip not in self.known_ips):
+                self._unattributed(p.kind)
+            else:
+                self._add(p.kind, ip, p.at)
+
 
 def parse_accounting(data: bytes, vmta_ips: Mapping[str, str], known_ips: set[str] | None = None,
                      header: list[str] | None = None, final: bool = True) -> ParseReport:
-    """Parse a whole file's bytes (or the bytes after an offset, with the stored header)."""
+    """Parse a whole file's bytes (or the bytes after an offset, with the stored header); remote bounces
+    are attributed to deliveries in the same data only (the ingest adds the delivery index)."""
     parser = AccountingParser(vmta_ips, known_ips, header)
     parser.feed(data, final=final)
+    parser.resolve()
     return parser.report

@@ -1,10 +1,11 @@
-"""Tables of the accounting ingest: which accounting files were read, and how far (migration 0003)."""
+"""Tables of the accounting ingest: which accounting files were read, and how far (migration 0003); which
+IP delivered which message (migration 0014)."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, Index, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from models.tables import utcnow
@@ -32,3 +33,22 @@ class AccountingFile(SQLModel, table=True):
     transient: int = 0
     first_seen: dt.datetime = Field(default_factory=utcnow)
     last_ingest: dt.datetime = Field(default_factory=utcnow)
+
+
+class DeliveryIndex(SQLModel, table=True):
+    """Which IP delivered which message, when (migration 0014): remote bounces and complaints arrive in a
+    later ingest than their `d` record and carry no IP, so they are attributed through this table. Keys
+    are 64-bit digests (models/accounting.py `message_key`): compact, and no recipient address is kept.
+    Rows older than the retention (settings `accounting_delivery_retention_days`, PowerMTA's own
+    `delete-after` is 8 days) are pruned by the ingest. Written with INSERT ... ON CONFLICT DO NOTHING,
+    so a re-read record adds nothing."""
+
+    __tablename__ = "delivery_index"
+    __table_args__ = (Index("ix_delivery_index_delivered_at", "delivered_at"),)
+    rcpt_key: int = Field(sa_column=Column("rcpt_key", BigInteger, primary_key=True, autoincrement=False))
+    env_key: int = Field(sa_column=Column("env_key", BigInteger, primary_key=True, autoincrement=False))
+    orig_key: int = Field(sa_column=Column("orig_key", BigInteger, primary_key=True, autoincrement=False))
+    #: naive UTC (`timeLogged` of the `d` record)
+    delivered_at: dt.datetime = Field(sa_column=Column("delivered_at", DateTime, primary_key=True))
+    ip_id: int = Field(sa_column=Column("ip_id", Integer, ForeignKey("sending_ip.id", ondelete="CASCADE"),
+                                        nullable=False))

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     accounting_glob: str = "email-engine-acct-*.csv"
     #: Interval (minutes) of the AccountingIngestWorkflow schedule.
     accounting_ingest_interval_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    #: Days a delivery stays in the delivery index (remote bounces and complaints arriving later are
+    #: attributed through it); at least PowerMTA's `delete-after` default of 8 days.
+    accounting_delivery_retention_days: int = Field(default=10, ge=8, le=60)
 
     # --- DNS authentication checks (issue 5) ---
     #: UTC hour of the daily DnsValidationWorkflow schedule.
