@@ -56,7 +56,7 @@ def test_parser_on_samples(name: str) -> None:
 def test_remote_bounce_without_a_matching_delivery_is_unattributed() -> None:
     data = ",".join(HEADER) + "\n" + "rb,2026-11-01 10:00:00+0000" + "," * (len(HEADER) - 2) + "\n"
     r = parse_accounting(data.encode(), VMTAS)
-    assert r.unattributed == 1 and not r.totals and r.malformed == 0
+    assert r.unattributed == 1 and r.unattributed_by_type == {"rb": 1} and not r.totals and r.malformed == 0
 
 
 def _line(**fields: str) -> str:
