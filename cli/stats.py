@@ -45,12 +45,12 @@ def ingest(
         return
     table = Table(title="Accounting ingest")
     for c in ("file", "from byte", "to byte", "records", "d", "b", "rb", "f", "t", "malformed", "unattributed"):
-        table.add_column(c, justify="left" if c == "file" else "right")
+        table.add_column(c, justify="left" if c == "file" else "right", no_wrap=c == "unattributed")
     for r in reports:
         t = r.by_type
         table.add_row(Path(r.path).name, str(r.start_offset), str(r.end_offset), str(r.records),
                       *(str(t.get(k, 0)) for k in ("d", "b", "rb", "f", "t")),
-                      f"[red]{r.malformed}[/]" if r.malformed else "0", str(r.unattributed))
+                      f"[red]{r.malformed}[/]" if r.malformed else "0", _unattributed(r.unattributed_by_type))
     console.print(table)
     for r in reports:
         if r.restarted:
@@ -59,6 +59,12 @@ def ingest(
             console.print(f"[red]malformed[/] {Path(r.path).name} {s}", highlight=False)
     if not sum(r.records for r in reports):
         console.print("nothing new")
+
+
+def _unattributed(by_type: dict[str, int]) -> str:
+    """e.g. `3 (rb 2, t 1)`: a remote bounce whose delivery is unknown is named, not hidden in a total."""
+    total = sum(by_type.values())
+    return f"{total} ({', '.join(f'{k} {v}' for k, v in sorted(by_type.items()))})" if total else "0"
 
 
 @app.command()

@@ -5,6 +5,7 @@ PostgreSQL (d in run 1 and rb in run 2, unknown deliveries, retention, re-ingest
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,11 +14,13 @@ from typing import Any
 
 from sqlalchemy import event, func, select
 from sqlmodel import col
+from typer.testing import CliRunner
 
 from activities import db
 from activities.accounting import ingest_local
 from activities.db import session_scope
 from activities.delivery_index import PAGE, retention_cutoff
+from cli.stats import app as stats_app
 from models.accounting import Delivery, Unresolved, attribute, message_key, parse_accounting
 from models.accounting_tables import DeliveryIndex
 from models.tables import DailyStat, SendingIp
@@ -204,3 +207,13 @@ async def test_ten_thousand_records_take_a_bounded_number_of_statements(db_url: 
     bounced = sum(v[2] for v in _stats(db_url).values())
     assert bounced == sum(r["type"] == "b" for r in first) + n_rb - strangers
     print(f"\n{db_url.split(':')[0]}: {len(rows)} records, {rep.indexed} indexed, {looked_up} looked up: {counts}")
+
+
+def test_stats_cli_names_unattributed_remote_bounces(sqlite_url: str, cli: CliRunner, tmp_path: Path) -> None:
+    load(sqlite_url, IPS)
+    f = _write(tmp_path / "acct.csv", [remote_bounce(T0, "nobody@x.example", env="z")])
+    res = cli.invoke(stats_app, ["ingest", str(f)])
+    assert res.exit_code == 0 and "1 (rb 1)" in res.output, res.output
+    res = cli.invoke(stats_app, ["ingest", str(_write(tmp_path / "acct2.csv", [remote_bounce(T0, "n@x.example")])),
+                                 "--json"])
+    assert json.loads(res.output)[0]["unattributed_by_type"] == {"rb": 1}
