@@ -1,7 +1,7 @@
 """delivery index: which IP delivered which message, for remote bounces and complaints of later ingests
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0012
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014"
-down_revision: str | Sequence[str] | None = "0011"
+down_revision: str | Sequence[str] | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
