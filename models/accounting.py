@@ -189,8 +189,11 @@ def parse_time(value: str) -> dt.datetime | None:
 
 
 def _ip(value: str) -> str | None:
+    """The canonical address of an accounting field, None if it is not one (zone ids refused)."""
+    if "%" in value:
+        return None
     try:
-        return str(ipaddress.ip_address(value.strip()))
+        return ipaddress.ip_address(value.strip()).compressed
     except ValueError:
         return None
 

@@ -26,13 +26,7 @@ IpAddr = Annotated[str, AfterValidator(names.ip_address)]
 KeyPath = Annotated[str, AfterValidator(names.key_path)]
 
 
-def _http_url(value: str) -> str:
-    if any(c.isspace() or ord(c) < 32 for c in value) or not value.startswith(("http://", "https://")):
-        raise ValueError(f"{value!r} is not an http(s) URL")
-    return value
-
-
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
+HttpUrl = Annotated[str, AfterValidator(names.http_base_url)]
 
 
 class _Strict(BaseModel):

@@ -71,19 +71,83 @@ def key_path(value: str) -> str:
 
 
 def ip_address(value: str) -> str:
-    """A unicast IPv4 or IPv6 address in canonical text form."""
+    """A unicast IPv4 or IPv6 address, returned in canonical text form (`2001:DB8:0::1` -> `2001:db8::1`).
+
+    Zone ids (`fe80::1%eth0`) are refused: the text after `%` is free-form and would otherwise reach
+    config lines, shells and URLs verbatim (Python keeps it in `str(address)`)."""
+    text = value if isinstance(value, str) else str(value)
+    if "%" in text:
+        raise NameError_(f"{_describe(text)}: zone ids ('%...') are not allowed in an address")
+    if text != text.strip():
+        raise NameError_(f"{_describe(text)} has surrounding whitespace")
     try:
-        addr = ipaddress.ip_address(str(value).strip() if isinstance(value, str) else value)
+        addr = ipaddress.ip_address(text)
     except ValueError:
-        raise NameError_(f"{_describe(str(value))} is not an IP address") from None
-    if str(value) != str(value).strip():
-        raise NameError_(f"{_describe(str(value))} has surrounding whitespace")
+        raise NameError_(f"{_describe(text)} is not an IP address") from None
+    canonical = addr.compressed
     if addr.is_unspecified or addr.is_multicast:
-        raise NameError_(f"{addr} is not a unicast address")
+        raise NameError_(f"{canonical} is not a unicast address")
     if isinstance(addr, ipaddress.IPv4Address) and addr == ipaddress.IPv4Address("255.255.255.255"):
-        raise NameError_(f"{addr} is the broadcast address")
-    return str(addr)
+        raise NameError_(f"{canonical} is the broadcast address")
+    return canonical
+
+
+def canonical_ip(value: str) -> str:
+    """An address exactly as `ip_address` would store it: what a renderer accepts (defence in depth,
+    a row written around the loader must not reach a config line in another spelling)."""
+    canonical = ip_address(value)
+    if value != canonical:
+        raise NameError_(f"{_describe(value)} is not in canonical form ({canonical})")
+    return canonical
 
 
 def ip_version(address: str) -> int:
     return ipaddress.ip_address(address).version
+
+
+_URL_HOST_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*\Z")
+_URL_PATH_RE = re.compile(r"^(?:/[A-Za-z0-9._~+-]+)*/?\Z")
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def http_base_url(value: str) -> str:
+    """An API base URL (MailWizz): https, or plain http to a loopback address only; no credentials,
+    query or fragment; host a DNS name or canonical IP literal; a plain path. Keys travel in headers,
+    so a plain-http URL to another machine would hand them to anyone on the path."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(value, str) or len(value) > 2048 or any(c.isspace() or ord(c) < 32 or ord(c) == 127
+                                                               for c in value):
+        raise NameError_(f"{_describe(str(value))} is not an http(s) URL (whitespace or control characters)")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise NameError_(f"{_describe(value)} is not an http(s) URL") from None
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not host:
+        raise NameError_(f"{_describe(value)} is not an http(s) URL")
+    if "@" in parts.netloc:
+        raise NameError_(f"{_describe(value)}: credentials in the URL are not allowed (keys go in settings)")
+    if parts.query or parts.fragment or "?" in value or "#" in value:
+        raise NameError_(f"{_describe(value)}: a base URL has no query or fragment")
+    bracketed = parts.netloc.startswith("[")
+    if bracketed or host.replace(".", "").isdigit():
+        ip_address(host)  # canonical literal, no zone id
+    elif not _URL_HOST_RE.match(host):
+        raise NameError_(f"{_describe(value)}: {host!r} is not a valid host name")
+    if port is not None and not 0 < port < 65536:
+        raise NameError_(f"{_describe(value)}: port out of range")
+    if not _URL_PATH_RE.match(parts.path) or "/../" in parts.path + "/" or "/./" in parts.path + "/":
+        raise NameError_(f"{_describe(value)}: the path may only hold letters, digits and . _ ~ + -")
+    if parts.scheme == "http" and not _loopback(host):
+        raise NameError_(f"{_describe(value)}: plain http is allowed to loopback only; use https")
+    return value

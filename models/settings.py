@@ -116,6 +116,17 @@ class Settings(BaseSettings):
     #: commands instead of SSH (e.g. a single-box Postfix). Only enabled hosts are ever deployed.
     mta_local_hosts: str = ""
 
+    @field_validator("telegram_base_url")
+    @classmethod
+    def _telegram_url(cls, value: str) -> str:
+        """The bot token travels in this URL's path: https, or plain http to loopback (a test double)."""
+        from models.names import NameError_, http_base_url
+
+        try:
+            return http_base_url(value)
+        except NameError_ as exc:
+            raise ValueError(f"EMAIL_ENGINE_TELEGRAM_BASE_URL: {exc}") from None
+
     @field_validator("ssh_known_hosts", "ssh_key_path", mode="before")
     @classmethod
     def _empty_path_is_default(cls, value: object) -> object:

@@ -3,6 +3,8 @@ one tenant, and a domain's IP always belongs to the domain's tenant (loader + sc
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,7 +19,14 @@ from models.tables import SendingDomain, SendingIp, Tenant
 TENANTS = ["ta", "tb", "tc"]
 
 
-def render(assign: list[tuple[int, int, int]]) -> str:
+def address(ipn: int, v6: bool, spelling: int = 0) -> str:
+    """IP number `ipn` as IPv4, or as IPv6 in one of several spellings of the same address."""
+    if not v6:
+        return f"10.9.0.{ipn}"
+    return [f"2001:db8::{ipn:x}", f"2001:DB8::{ipn:X}", f"2001:db8:0:0:0:0:0:{ipn:x}"][spelling % 3]
+
+
+def render(assign: list[tuple[int, int, int]], v6: bool = False, spelling: int = 0) -> str:
     """assign[i] = (tenant index, ip number, domain number) for entry i."""
     out = ['[[mta_hosts]]\nname = "m"\naddress = "127.0.0.1"\n']
     for ti, tname in enumerate(TENANTS):
@@ -25,9 +34,10 @@ def render(assign: list[tuple[int, int, int]]) -> str:
         if not entries:
             continue
         out.append(f'[[tenants]]\nname = "{tname}"\nmta_host = "m"\n[tenants.mailwizz]\n'
-                   f'base_url = "http://127.0.0.1:9/api"\nsource_ip = "127.0.1.{ti + 1}"\n')
+                   f'base_url = "http://127.0.0.1:9/api"\n'
+                   f'source_ip = "{f"fd00::1:{ti + 1}" if v6 else f"127.0.1.{ti + 1}"}"\n')
         for _, ipn, dn in entries:
-            out.append(f'[[tenants.ips]]\naddress = "10.9.0.{ipn}"\nhostname = "mail.d{dn}.example"\n'
+            out.append(f'[[tenants.ips]]\naddress = "{address(ipn, v6, spelling)}"\nhostname = "mail.d{dn}.example"\n'
                        f'domain = "d{dn}.example"\nvmta = "v{ipn}"\nstatus = "standby"\n')
     return "\n".join(out)
 
@@ -36,11 +46,13 @@ entries = st.lists(st.tuples(st.integers(0, 2), st.integers(1, 6), st.integers(1
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(first=entries, second=entries)
-def test_tenant_isolation_holds_over_two_loads(sqlite_url: str, first: list, second: list) -> None:  # type: ignore[type-arg]
-    for assign in (first, second):
+@given(first=entries, second=entries, v6=st.booleans(), spellings=st.tuples(st.integers(0, 2), st.integers(0, 2)))
+def test_tenant_isolation_holds_over_two_loads(sqlite_url: str, first: list, second: list,  # type: ignore[type-arg]
+                                               v6: bool, spellings: tuple[int, int]) -> None:
+    """IPv6 too, each load spelling the same addresses differently: one row per address, canonical."""
+    for assign, spelling in zip((first, second), spellings, strict=True):
         try:
-            apply_inventory(parse(render(assign)), actor="test", url=sqlite_url)
+            apply_inventory(parse(render(assign, v6, spelling)), actor="test", url=sqlite_url)
         except InventoryError:
             pass  # refused as a whole: nothing written, checked by the invariant below
     with session_scope(sqlite_url) as s:
@@ -48,6 +60,7 @@ def test_tenant_isolation_holds_over_two_loads(sqlite_url: str, first: list, sec
         ips = {ip.id: ip for ip in s.exec(select(SendingIp))}
         domains = list(s.exec(select(SendingDomain)))
     assert len({ip.address for ip in ips.values()}) == len(ips)
+    assert all(ip.address == ipaddress.ip_address(ip.address).compressed for ip in ips.values())
     assert len({d.ip_id for d in domains}) == len(domains)
     for d in domains:
         assert ips[d.ip_id].tenant_id == d.tenant_id, f"{d.name} crosses tenants"

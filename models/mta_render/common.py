@@ -9,7 +9,7 @@ from models.snapshot import IpView, TenantView
 def checked_ip(ip: IpView) -> IpView:
     """Re-validate every value of an IP that reaches a config line (defence in depth: the inventory
     loader already refused bad names; a renderer never writes a value that could break a line)."""
-    names.ip_address(ip.address)
+    names.canonical_ip(ip.address)
     names.hostname(ip.hostname)
     names.domain(ip.domain)
     names.selector(ip.dkim_selector)
@@ -25,7 +25,7 @@ def checked_tenant(t: TenantView) -> TenantView:
     names.tenant(t.name)
     names.token(t.pool, "pool name")
     if t.feeder_ip:
-        names.ip_address(t.feeder_ip)
+        names.canonical_ip(t.feeder_ip)
     for report_domain in (t.bounce_domain, t.fbl_domain):
         if report_domain is not None:
             names.domain(report_domain)
