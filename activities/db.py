@@ -48,6 +48,13 @@ def get_engine(url: str | None = None) -> Engine:
     return engine
 
 
+def dispose_engine(url: str) -> None:
+    """Close and forget the engine of one URL (e.g. a throw-away database)."""
+    engine = _engines.pop(normalize_url(url), None)
+    if engine is not None:
+        engine.dispose()
+
+
 def dispose_engines() -> None:
     for engine in _engines.values():
         engine.dispose()
@@ -70,8 +77,10 @@ def alembic_config(url: str | None = None) -> Any:
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", normalize_url(url or get_settings().resolved_database_url()))
+    # Config options go through configparser interpolation: a '%' (e.g. in a password) must be doubled.
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    cfg.set_main_option("sqlalchemy.url",
+                        normalize_url(url or get_settings().resolved_database_url()).replace("%", "%%"))
     return cfg
 
 
@@ -81,6 +90,20 @@ def upgrade(url: str | None = None, revision: str = "heads") -> None:
 
     get_engine(url)  # creates the SQLite parent directory
     command.upgrade(alembic_config(url), revision)
+
+
+def head_revision() -> str:
+    """The newest revision(s) of the migrations shipped with this code, as current_revision prints them."""
+    from alembic.script import ScriptDirectory
+
+    return ",".join(sorted(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()))
+
+
+def sqlite_file_missing(url: str | None = None) -> bool:
+    """True for a SQLite URL whose file does not exist (connecting would create it)."""
+    parsed = make_url(normalize_url(url or get_settings().resolved_database_url()))
+    database = parsed.database or ""
+    return parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:") and not Path(database).exists()
 
 
 def current_revision(url: str | None = None) -> str | None:

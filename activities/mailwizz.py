@@ -21,6 +21,7 @@ from temporalio import activity
 
 from activities.alerts import Alert, deliver_alert
 from activities.db import session_scope
+from models import names
 from models.mailwizz import (
     FIELDS,
     CampaignCounters,
@@ -40,6 +41,7 @@ from models.mailwizz import (
     parse_page,
     parse_stats,
 )
+from models.mailwizz import campaign_uid as campaign_uid_
 from models.ops_tables import MailwizzCampaignStat
 from models.settings import Settings, get_settings
 from models.tables import DailyStat, MailwizzServer, MtaHost, SendingIp, Tenant, utcnow
@@ -63,7 +65,10 @@ class MailwizzClient:
         key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
         if not key:
             raise MailwizzAuthError("no MailWizz API key configured")
-        self.base_url = base_url
+        try:  # the database may hold a URL loaded before this rule: check it again before any request
+            self.base_url = names.http_base_url(base_url)
+        except names.NameError_ as exc:
+            raise MailwizzError(f"MailWizz base URL refused: {exc}") from None
         self.attempts = attempts
         self.backoff = backoff
         self._client = httpx.AsyncClient(
@@ -152,16 +157,18 @@ class MailwizzClient:
         return await self._all("campaigns", limit)
 
     async def campaign_stats(self, campaign_uid: str) -> CampaignCounters:
-        return parse_stats(await self.get(f"campaigns/{campaign_uid}/stats"))
+        return parse_stats(await self.get(f"campaigns/{campaign_uid_(campaign_uid)}/stats"))
 
     async def campaign_bounces(self, campaign_uid: str, page: int = 1) -> tuple[int, list[dict[str, Any]]]:
         """GET campaigns/{uid}/bounces: (total count, newest records: message, bounce_type, subscriber)."""
-        p = parse_page(await self.get(f"campaigns/{campaign_uid}/bounces", {"page": page, "per_page": 50}))
+        path = f"campaigns/{campaign_uid_(campaign_uid)}/bounces"
+        p = parse_page(await self.get(path, {"page": page, "per_page": 50}))
         return p.count, p.records
 
     async def campaign_unsubscribes(self, campaign_uid: str, page: int = 1) -> tuple[int, list[dict[str, Any]]]:
         """GET campaigns/{uid}/unsubscribes: (total count, newest records: reason, date_added, ...)."""
-        p = parse_page(await self.get(f"campaigns/{campaign_uid}/unsubscribes", {"page": page, "per_page": 50}))
+        path = f"campaigns/{campaign_uid_(campaign_uid)}/unsubscribes"
+        p = parse_page(await self.get(path, {"page": page, "per_page": 50}))
         return p.count, p.records
 
 
@@ -284,6 +291,11 @@ async def ingest_stats(tenant: str, day: dt.date | None = None, url: str | None 
         for c in await mw.campaigns():
             uid, status = str(c.get("campaign_uid") or ""), str(c.get("status") or "")
             if not uid or status in SKIP_CAMPAIGN_STATUSES:
+                continue
+            try:
+                campaign_uid_(uid)
+            except ValueError as exc:
+                log.warning("MailWizz %s: campaign skipped: %s", tenant, exc)
                 continue
             readings[uid] = (status, await mw.campaign_stats(uid))
     figures = await asyncio.to_thread(record_readings, tenant, readings, day, url)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from activities import db
 from activities.inventory import LoadReport, apply_inventory, fleet
 from cli.common import JsonOpt, console, err_console, fail, print_json
 from models.enums import IpStatus
-from models.inventory import InventoryError, parse
+from models.inventory import InventoryError, InventoryFile, parse
 
 app = typer.Typer(help="Load and show the fleet inventory (tenants, IPs, domains, MTA hosts).",
                   no_args_is_help=True)
@@ -28,8 +30,31 @@ def load_file(path: Path, *, dry_run: bool = False, apply_state: bool = False) -
     except (OSError, UnicodeDecodeError) as exc:
         raise InventoryError([f"cannot read {path}: {exc}"]) from None
     inv = parse(text)
+    if dry_run:
+        return _dry_run(inv, path, apply_state)
     db.upgrade()
-    return apply_inventory(inv, actor=f"inventory:{path.name}", dry_run=dry_run, apply_state=apply_state)
+    return apply_inventory(inv, actor=f"inventory:{path.name}", dry_run=False, apply_state=apply_state)
+
+
+def _dry_run(inv: InventoryFile, path: Path, apply_state: bool) -> LoadReport:
+    """A dry run writes nothing, not even a migration or a new SQLite file: a database that is not
+    there yet is compared as empty (a throw-away copy of the schema); one behind the code is refused."""
+    actor = f"inventory:{path.name}"
+    if not db.sqlite_file_missing():
+        current = db.current_revision()
+        if current == db.head_revision():
+            return apply_inventory(inv, actor=actor, dry_run=True, apply_state=apply_state)
+        if current is not None:
+            raise InventoryError([f"the database is at revision {current}, this code expects "
+                                  f"{db.head_revision()}: run `email-engine db upgrade` first "
+                                  "(a dry run never migrates)"])
+    with tempfile.TemporaryDirectory(prefix="ee-dry-run-") as tmp:
+        url = f"sqlite:///{Path(tmp, 'empty.db').as_posix()}"
+        try:
+            db.upgrade(url)
+            return apply_inventory(inv, actor=actor, url=url, dry_run=True, apply_state=apply_state)
+        finally:
+            db.dispose_engine(url)
 
 
 @app.command()
@@ -47,7 +72,7 @@ def load(
         report = load_file(file, dry_run=dry_run, apply_state=apply_state)
     except InventoryError as exc:
         for line in exc.errors:
-            err_console.print(f"[red]✗[/] {line}", highlight=False, markup=True)
+            err_console.print(f"[red]✗[/] {escape(line)}", highlight=False, markup=True)
         fail(f"{file}: {len(exc.errors)} problem(s); nothing was written")
     if json_out:
         print_json(report.to_dict())

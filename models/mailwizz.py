@@ -8,6 +8,7 @@ have `data.count/total_pages/current_page/next_page/prev_page/records`. Counts m
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +71,18 @@ def parse_keys(text: str) -> dict[str, str]:
             raise ValueError(f"EMAIL_ENGINE_MAILWIZZ_KEYS: entry {n} is not tenant=key")
         out[tenant.strip()] = key.strip()
     return out
+
+
+_CAMPAIGN_UID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+
+
+def campaign_uid(value: object) -> str:
+    """A MailWizz campaign uid as it may go into a URL path (`campaigns/<uid>/stats`): letters,
+    digits, '_' and '-' only. The uid comes from the remote server, so it is never trusted."""
+    if not isinstance(value, str) or not _CAMPAIGN_UID.match(value):
+        text = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        raise ValueError(f"MailWizz campaign uid {text} is not letters, digits, '_', '-'")
+    return value
 
 
 def endpoint(base_url: str, path: str) -> str:
