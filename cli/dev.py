@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import sys
 from pathlib import Path
 
 import typer
@@ -56,11 +58,36 @@ def dev(
         asyncio.run(_serve(once))
     except KeyboardInterrupt:
         pass
+    except BrokenPipeError:
+        _detach_output()  # the output went away while serving (`scripts/run | tee log` and Ctrl-C)
     finally:
-        console.print("stopping the Temporal dev server ...")
-        devserver.stop(server)
-        db.dispose_engines()
-    console.print("stopped.")
+        try:
+            _say("stopping the Temporal dev server ...")
+        finally:
+            try:
+                devserver.stop(server)
+            finally:
+                db.dispose_engines()
+    _say("stopped.")
+
+
+def _detach_output() -> None:
+    """Point stdout at /dev/null: with `scripts/run | tee log`, Ctrl-C ends tee first, and any later
+    write (or the interpreter's final flush) would raise BrokenPipeError instead of cleaning up."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def _say(text: str) -> None:
+    """Print during shutdown without ever stopping it: a closed output pipe is ignored (Rich itself
+    answers a broken pipe with SystemExit(1), which would skip the rest of the cleanup)."""
+    try:
+        console.print(text)
+        console.file.flush()
+    except (OSError, ValueError, SystemExit):
+        _detach_output()
 
 
 async def _serve(once: bool) -> None:
