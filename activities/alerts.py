@@ -63,7 +63,10 @@ async def deliver_alert(alert: Alert, claimant: str | None = None) -> bool:
     `claimant` (default: the running activity's identity) lets a retry of the same sender resend."""
     if claimant is None:
         claimant = _claimant()
+    from telegram.error import InvalidToken
+
     from activities import alert_store
+    from activities.telegram import TOKEN_REJECTED, redact
     from models.alerting import action_allowed, format_html, parse_id_list
     from models.settings import get_settings
 
@@ -113,8 +116,10 @@ async def deliver_alert(alert: Alert, claimant: str | None = None) -> bool:
                                                            settings.alert_rate_per_minute))
             finally:
                 delivered = any(results)
+    except InvalidToken:  # its message carries the token: a fixed text instead
+        log.error("[%s] telegram delivery failed: %s", alert.key, TOKEN_REJECTED)
     except Exception as exc:  # never fail the workflow: a Telegram outage is logged
-        log.error("[%s] telegram delivery failed: %s: %s", alert.key, type(exc).__name__, exc)
+        log.error("[%s] telegram delivery failed: %s: %s", alert.key, type(exc).__name__, redact(str(exc), token))
     with contextlib.suppress(Exception):
         await asyncio.to_thread(alert_store.settle, alert.key, claimant, delivered)
     return delivered
@@ -125,6 +130,6 @@ async def send_alert(alert: Alert) -> bool:
     """Deliver an alert; returns whether it went out (False is logged, never raised)."""
     try:
         return await deliver_alert(alert, _claimant())
-    except Exception as exc:
-        log.error("[%s] alert not delivered: %s: %s", alert.key, type(exc).__name__, exc)
+    except Exception as exc:  # the message may carry a secret (InvalidToken does): the type only
+        log.error("[%s] alert not delivered: %s", alert.key, type(exc).__name__)
         return False

@@ -18,12 +18,18 @@ from telegram.request import HTTPXRequest
 log = logging.getLogger("email_engine.telegram")
 # httpx logs each request URL at INFO, and a Bot API URL contains the token: never let it through.
 logging.getLogger("httpx").setLevel(logging.WARNING)
+# python-telegram-bot logs the Bot API URL (token included) at DEBUG when a bot is created.
+for _name in ("telegram.Bot", "telegram.ext.ExtBot"):
+    logging.getLogger(_name).setLevel(logging.INFO)
 
 #: Attempts per message on network errors and Telegram's flood control, with exponential backoff.
 ATTEMPTS = 3
 BACKOFF = 0.5
 #: Longest wait for the rate limit or a RetryAfter before the message is dropped (and logged).
 MAX_WAIT = 30.0
+#: What is logged when Telegram rejects the token. python-telegram-bot's InvalidToken message (and its
+#: cause chain) can contain the token itself, so it is never logged or shown.
+TOKEN_REJECTED = "the bot token was rejected by Telegram (EMAIL_ENGINE_TELEGRAM_BOT_TOKEN; not shown)"
 
 
 class RateLimiter:
@@ -46,6 +52,14 @@ class RateLimiter:
 
 
 LIMITER = RateLimiter()
+
+
+def redact(text: str, token: str) -> str:
+    """`text` with the bot token (and its numeric-id-less secret half) replaced: for messages of
+    exceptions that are not known to be free of it."""
+    for secret in {token, token.partition(":")[2]} - {""}:
+        text = text.replace(secret, "<token>")
+    return text
 
 
 def make_bot(token: str, base_url: str, timeout: float = 10.0) -> Bot:
@@ -92,10 +106,13 @@ async def send_html(bot: Bot, chat_id: int, text: str, buttons: list[tuple[str, 
             delay = BACKOFF * 2 ** (attempt - 1)
             log.warning("telegram: %s (attempt %d/%d), retrying in %.1fs", exc, attempt, ATTEMPTS, delay)
             await asyncio.sleep(delay)
-        except (Forbidden, InvalidToken) as exc:
-            log.error("telegram: chat %s refused the bot (%s); check the token and chat IDs", chat_id, exc)
+        except InvalidToken:
+            log.error("telegram: chat %s: %s", chat_id, TOKEN_REJECTED)
+            return False
+        except Forbidden as exc:
+            log.error("telegram: chat %s refused the bot (%s); check the chat IDs", chat_id, exc)
             return False
         except TelegramError as exc:
-            log.error("telegram: chat %s: %s", chat_id, exc)
+            log.error("telegram: chat %s: %s", chat_id, redact(str(exc), bot.token))
             return False
     return False

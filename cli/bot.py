@@ -7,9 +7,11 @@ import html
 import logging
 
 from telegram import Update
+from telegram.error import InvalidToken
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes
 from temporalio.client import Client
 
+from activities.telegram import TOKEN_REJECTED
 from cli.common import fail
 from client.chatops import Press, handle_press
 from models.alerting import parse_id_list
@@ -46,9 +48,17 @@ def build_application(settings: Settings, client: Client) -> Application:
     return app
 
 
+class BotTokenRejected(RuntimeError):
+    """Telegram rejected the bot token (python-telegram-bot's InvalidToken, without the token it quotes)."""
+
+
 async def run_bot(settings: Settings, client: Client, stop: asyncio.Event, poll_timeout: int = 10) -> None:
-    """Poll Telegram until `stop` is set."""
+    """Poll Telegram until `stop` is set; BotTokenRejected if the token is refused."""
     app = build_application(settings, client)
+    try:
+        await app.initialize()
+    except InvalidToken:
+        raise BotTokenRejected(TOKEN_REJECTED) from None  # the original message quotes the token
     async with app:
         assert app.updater is not None
         await app.updater.start_polling(timeout=poll_timeout, allowed_updates=["callback_query"])
@@ -90,4 +100,7 @@ def bot() -> None:
         client = await connect(settings)
         await run_bot(settings, client, stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except BotTokenRejected as exc:
+        fail(str(exc))
