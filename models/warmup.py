@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -33,6 +34,8 @@ from models.schedule import MIN_DAYS_PER_PHASE, REFERENCE_SCHEDULE, Schedule
 
 GATE_WINDOW_DAYS = 7
 PAUSE_DAYS = 7
+#: Longest timed pause; a longer (or infinite) `days` is clamped here (the CLI caps it the same way).
+MAX_PAUSE_DAYS = 365
 IDLE_RESET_DAYS = 30
 
 
@@ -277,3 +280,15 @@ def next_wake(now: dt.datetime, offset_seconds: int) -> dt.datetime:
     while candidate <= now:
         candidate += dt.timedelta(days=1)
     return candidate
+
+
+def pause_days(days: object) -> float | None:
+    """The duration a "pause" signal may ask for: None (until resumed) stays None, a number is clamped
+    to [0, MAX_PAUSE_DAYS]; NaN or a non-number means until resumed. A raw signal with
+    `days=1e300` would otherwise overflow `timedelta` and fail the workflow task on every retry."""
+    if days is None or isinstance(days, bool) or not isinstance(days, int | float):
+        return None
+    value = float(days)
+    if math.isnan(value):
+        return None
+    return min(max(value, 0.0), float(MAX_PAUSE_DAYS))

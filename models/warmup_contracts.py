@@ -27,6 +27,9 @@ class PauseRequest:
 class ResumeRequest:
     reason: str = ""
     actor: str = "operator"
+    #: The pause this resume answers (WarmupState.pause_incident, carried by a ChatOps button): a
+    #: resume naming another pause (an earlier one, already over) is ignored. None: any pause.
+    incident: str | None = None
 
 
 @dataclass
@@ -92,6 +95,10 @@ class WarmupState:
     #: the evidence hold in progress (insufficient-data | not-yet-clear) and its first day: alerted once
     hold_rule: str = ""
     hold_since: str | None = None
+    #: Id of the current pause ("<run id>/<n>"), set when a pause begins; kept across
+    #: continue-as-new, unlike the run id, so a Resume button names the pause it was sent for.
+    pause_incident: str = ""
+    pauses: int = 0
 
 
 @dataclass
@@ -137,6 +144,7 @@ class WarmupStatus:
     deploy_pending: bool
     ticks: int
     runs: int
+    pause_incident: str = ""  # id of the current pause (a Resume button must name it)
 
 
 @dataclass

@@ -13,6 +13,7 @@ optional), query "status" (WarmupStatus). Pausing twice or resuming a running wa
 from __future__ import annotations
 
 import datetime as dt
+import json
 from datetime import timedelta
 
 from temporalio import workflow
@@ -32,7 +33,16 @@ with workflow.unsafe.imports_passed_through():
     from models.enums import WarmupPhase
     from models.schedule import Schedule
     from models.search_attributes import IP_ADDRESS, IP_STATUS, TENANT, WARMUP_PHASE
-    from models.warmup import PAUSE_DAYS, StepAction, days_in_phase, decide_step, next_wake, safety_gate, wake_offset
+    from models.warmup import (
+        PAUSE_DAYS,
+        StepAction,
+        days_in_phase,
+        decide_step,
+        next_wake,
+        pause_days,
+        safety_gate,
+        wake_offset,
+    )
     from models.warmup_contracts import (
         GateSnapshot,
         PauseRequest,
@@ -79,7 +89,8 @@ class IpWarmupWorkflow:
 
     @workflow.signal(name="pause")
     def pause(self, req: PauseRequest) -> None:
-        until = None if req.days is None else _iso(workflow.now() + timedelta(days=max(0.0, req.days)))
+        days = pause_days(req.days)  # clamped: a huge or infinite `days` must not fail the workflow task
+        until = None if days is None else _iso(workflow.now() + timedelta(days=days))
         self._pause(req.reason or "paused by operator", until, req.actor or "operator")
 
     @workflow.signal(name="resume")
@@ -87,6 +98,11 @@ class IpWarmupWorkflow:
         req = req or ResumeRequest()
         if not self._state.paused or self._state.done:
             return  # resuming a running warmup is harmless
+        if req.incident is not None and req.incident != self._state.pause_incident:
+            # A button of an earlier pause (already over): it must not end this one.
+            workflow.logger.warning("resume by %s for pause %r ignored: the current pause is %r",
+                                    req.actor, req.incident, self._state.pause_incident)
+            return
         self._resume(req.reason or f"resumed by {req.actor or 'operator'}")
 
     @workflow.query(name="status")
@@ -103,6 +119,7 @@ class IpWarmupWorkflow:
             paused=s.paused, pause_reason=s.pause_reason, paused_until=s.paused_until, paused_by=s.paused_by,
             next_wake=_iso(wake) if wake else None, last_gate=s.last_gate, history=list(s.history),
             history_dropped=s.history_dropped, deploy_pending=s.deploy_pending, ticks=s.ticks, runs=s.runs,
+            pause_incident=s.pause_incident,
         )
 
     # ------------------------------------------------------------------------------------ state
@@ -123,6 +140,9 @@ class IpWarmupWorkflow:
             longer = s.paused_until is not None and (until is None or until > s.paused_until)
             if not longer:
                 return
+        if not s.paused:  # a new pause (extending one keeps its id: its Resume button still works)
+            s.pauses += 1
+            s.pause_incident = f"{workflow.info().run_id}/{s.pauses}"
         s.paused, s.pause_reason, s.paused_until, s.paused_by = True, reason[:500], until, by
         self._record("pause", s.phase, s.phase, f"{reason} (until {until or 'resumed'})")
         self._version += 1
@@ -130,6 +150,7 @@ class IpWarmupWorkflow:
     def _resume(self, reason: str) -> None:
         s = self._state
         s.paused, s.pause_reason, s.paused_until, s.paused_by = False, "", None, ""
+        s.pause_incident = ""
         self._record("resume", s.phase, s.phase, reason)
         self._version += 1
 
@@ -217,6 +238,12 @@ class IpWarmupWorkflow:
             "send_alert", Alert(key=key, title=title, body=body, severity=severity, actions=actions or []),
             result_type=bool, start_to_close_timeout=timedelta(seconds=60),
             retry_policy=RetryPolicy(maximum_attempts=3))
+
+    def _resume_button(self, label: str) -> AlertAction:
+        """A Resume button bound to the current pause: pressed after that pause is over, it does nothing."""
+        arg = json.dumps({"reason": f"{label.lower()} via Telegram by {{actor}}", "actor": "{actor}",
+                          "incident": self._state.pause_incident})
+        return AlertAction(label, workflow.info().workflow_id, "resume", arg=arg)
 
     async def _deploy(self, reason: str) -> bool:
         wid = workflow.info().workflow_id
@@ -321,7 +348,7 @@ class IpWarmupWorkflow:
                 f"{wid}/gate", f"Warmup {self._inp.address} paused {PAUSE_DAYS} days: safety gate failed",
                 f"{'; '.join(gate.reasons)}. Window {ctx.window_from}..{ctx.window_to}: {gate.summary()}. "
                 f"Quota held at {s.quota}/day ({s.phase}) until {until}.", "warning",
-                [AlertAction("Resume now", wid, "resume")])
+                [self._resume_button("Resume now")])
             return
         await self._step(decision.action, decision.phase, decision.quota, decision.reason,
                          f"Gate on {ctx.window_from}..{ctx.window_to}: {gate.summary()}", today)
@@ -342,7 +369,7 @@ class IpWarmupWorkflow:
             self._pause(f"phase step refused: {cause}", None, "engine")
             await self._alert(f"{wid}/step", f"Warmup {self._inp.address} paused: phase step refused",
                               f"{cause}. Fix the inventory, then resume.", "critical",
-                              [AlertAction("Resume", wid, "resume")])
+                              [self._resume_button("Resume")])
             return
         from_phase = s.phase
         if action == StepAction.ACTIVATE:
