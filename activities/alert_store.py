@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from dataclasses import dataclass
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -57,15 +58,25 @@ def settle(key: str, claimant: str, delivered: bool, url: str | None = None) -> 
         conn.execute(update(table).where(table.c.key == key).where(table.c.claimed_by == claimant).values(**values))
 
 
-def store_buttons(alert_key: str, actions: list[tuple[str, str, str, str, str | None]],
-                  url: str | None = None) -> list[str]:
-    """Persist (label, workflow_id, name, kind, arg) buttons; returns one random token per button."""
+@dataclass(frozen=True)
+class NewButton:
+    label: str
+    workflow_id: str
+    name: str
+    kind: str
+    arg: str | None = None
+    run_id: str | None = None
+    expires_at: dt.datetime | None = None
+
+
+def store_buttons(alert_key: str, buttons: list[NewButton], url: str | None = None) -> list[str]:
+    """Persist buttons; returns one random token per button (its callback data)."""
     tokens = []
     with session_scope(url) as s:
-        for label, workflow_id, name, kind, arg in actions:
+        for b in buttons:
             token = secrets.token_urlsafe(12)
-            s.add(AlertButton(token=token, alert_key=alert_key, label=label[:64], workflow_id=workflow_id,
-                              name=name, kind=kind, arg=arg))
+            s.add(AlertButton(token=token, alert_key=alert_key, label=b.label[:64], workflow_id=b.workflow_id,
+                              name=b.name, kind=b.kind, arg=b.arg, run_id=b.run_id, expires_at=b.expires_at))
             tokens.append(token)
     return tokens
 
@@ -75,9 +86,33 @@ def load_button(token: str, url: str | None = None) -> AlertButton | None:
         return s.exec(select(AlertButton).where(col(AlertButton.token) == token)).first()
 
 
+def claim_button(token: str, actor: str, now: dt.datetime | None = None, url: str | None = None) -> bool:
+    """Mark the button used, before acting: one atomic UPDATE that only an unused, unexpired button
+    passes. True for exactly one of any number of concurrent presses; False: used, expired or unknown."""
+    now = now or utcnow()
+    table = AlertButton.__table__  # type: ignore[attr-defined]
+    with get_engine(url).begin() as conn:
+        res = conn.execute(
+            update(table)
+            .where(table.c.token == token)
+            .where(table.c.used_at.is_(None))
+            .where(table.c.expires_at.is_(None) | (table.c.expires_at > now))
+            .values(used_at=now, used_by=actor[:255], result=None)
+        )
+        return bool(res.rowcount == 1)
+
+
+def release_button(token: str, actor: str, url: str | None = None) -> None:
+    """Undo this actor's claim when nothing was done (Temporal unreachable): the button may be pressed again."""
+    table = AlertButton.__table__  # type: ignore[attr-defined]
+    with get_engine(url).begin() as conn:
+        conn.execute(update(table).where(table.c.token == token).where(table.c.used_by == actor[:255])
+                     .where(table.c.result.is_(None)).values(used_at=None, used_by=None))
+
+
 def record_use(token: str, actor: str, result: str, url: str | None = None) -> None:
-    with session_scope(url) as s:
-        b = s.get(AlertButton, token)
-        if b is not None:
-            b.used_at, b.used_by, b.result = utcnow(), actor[:255], result[:1024]
-            s.add(b)
+    """What the claimed press did (shown to anyone who presses the button again)."""
+    table = AlertButton.__table__  # type: ignore[attr-defined]
+    with get_engine(url).begin() as conn:
+        conn.execute(update(table).where(table.c.token == token).where(table.c.used_by == actor[:255])
+                     .values(result=result[:1024]))

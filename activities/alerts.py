@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
@@ -37,6 +38,11 @@ class AlertAction:
     name: str
     kind: str = "signal"  # "signal" | "update"
     arg: str | None = None
+    #: The run the press acts on. None: for a failover button sent by that saga itself, the saga's
+    #: run (a later saga of the same IP is another incident); warmup buttons are never run-bound.
+    run_id: str | None = None
+    #: Seconds the button stays good. None: a failover's approval timeout, 8 days for a warmup.
+    expires_in_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,14 @@ class Alert:
     actions: list[AlertAction] = field(default_factory=list)
     #: Dedup window for this alert in seconds (None: EMAIL_ENGINE_ALERT_DEDUP_SECONDS).
     dedup_seconds: int | None = None
+
+
+def _sender() -> tuple[str, str]:
+    """(workflow id, run id) of the workflow whose activity is sending, or ("", "")."""
+    with contextlib.suppress(RuntimeError):
+        info = activity.info()
+        return info.workflow_id or "", info.workflow_run_id or ""
+    return "", ""
 
 
 def _claimant() -> str:
@@ -67,8 +81,9 @@ async def deliver_alert(alert: Alert, claimant: str | None = None) -> bool:
 
     from activities import alert_store
     from activities.telegram import TOKEN_REJECTED, redact
-    from models.alerting import action_allowed, format_html, parse_id_list
+    from models.alerting import action_allowed, binds_run, button_ttl, format_html, parse_id_list
     from models.settings import get_settings
+    from models.tables import utcnow
 
     settings = get_settings()
     level = {"critical": logging.ERROR, "warning": logging.WARNING}.get(alert.severity, logging.INFO)
@@ -99,8 +114,17 @@ async def deliver_alert(alert: Alert, claimant: str | None = None) -> bool:
                           alert.key, a.label, a.kind, a.name, a.workflow_id)
         tokens: list[str] = []
         if actions and chats:
-            tokens = await asyncio.to_thread(alert_store.store_buttons, alert.key,
-                                             [(a.label, a.workflow_id, a.name, a.kind, a.arg) for a in actions])
+            now = utcnow()
+            sender_id, sender_run = _sender()
+            new = []
+            for a in actions:
+                run_id = a.run_id
+                if run_id is None and binds_run(a.workflow_id) and a.workflow_id == sender_id:
+                    run_id = sender_run or None
+                ttl = (dt.timedelta(seconds=a.expires_in_seconds) if a.expires_in_seconds is not None
+                       else button_ttl(a.workflow_id, settings.failover_approval_timeout_hours))
+                new.append(alert_store.NewButton(a.label, a.workflow_id, a.name, a.kind, a.arg, run_id, now + ttl))
+            tokens = await asyncio.to_thread(alert_store.store_buttons, alert.key, new)
         buttons = [(a.label, f"ee:{t}") for a, t in zip(actions, tokens, strict=True)] if tokens else []
         text = format_html(alert)
         if chats:

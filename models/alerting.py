@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import html
 import json
 import re
@@ -70,6 +71,23 @@ def action_allowed(workflow_id: str, kind: str, name: str) -> bool:
         return False
     return any(workflow_id.startswith(prefix) and kind == k and name in names
                for prefix, k, names in ALLOWED_ACTIONS)
+
+
+#: How long a warmup button (pause/resume) stays good: a gate pause lasts PAUSE_DAYS (7), plus a day.
+WARMUP_BUTTON_TTL = dt.timedelta(days=8)
+
+
+def binds_run(workflow_id: str) -> bool:
+    """Whether a button is bound to the run that sent it. A failover saga is one incident per run
+    (its id is reused per IP); a warmup continues as new, so its buttons name their pause instead."""
+    return workflow_id.startswith("failover/")
+
+
+def button_ttl(workflow_id: str, approval_timeout_hours: float) -> dt.timedelta:
+    """How long a button may act: a failover's approval window, a warmup's WARMUP_BUTTON_TTL."""
+    if workflow_id.startswith("failover/"):
+        return dt.timedelta(hours=approval_timeout_hours)
+    return WARMUP_BUTTON_TTL
 
 
 def build_args(kind: str, name: str, arg: str | None, actor: str) -> list[Any]:

@@ -4,7 +4,8 @@
   holds across worker threads, worker processes and activity retries (the claimant is the activity
   attempt's workflow/activity id: a retry of the same activity may send again, another alert may not).
 - `alert_button`: what a Telegram button does (callback_data carries only the random token, which
-  keeps it under Telegram's 64-byte limit and lets the bot refuse anything it did not issue).
+  keeps it under Telegram's 64-byte limit and lets the bot refuse anything it did not issue), the
+  run it is bound to and when it expires; `used_at` is set by one atomic UPDATE before acting.
 - `mailwizz_campaign_stat`: the last cumulative counters seen per MailWizz campaign; the daily
   figures are the difference to the previous reading.
 """
@@ -38,6 +39,11 @@ class AlertButton(SQLModel, table=True):
     kind: str = Field(max_length=16)
     arg: str | None = Field(default=None, max_length=1024)
     created_at: dt.datetime = Field(default_factory=utcnow)
+    #: The workflow run the button acts on (a failover saga's run): a later run of the same
+    #: workflow id is another incident, and the press is refused by Temporal. None: the workflow id.
+    run_id: str | None = Field(default=None, max_length=64)
+    #: After this the press does nothing (the approval window is over). None: never (old buttons).
+    expires_at: dt.datetime | None = None
     used_at: dt.datetime | None = None
     used_by: str | None = Field(default=None, max_length=255)
     result: str | None = Field(default=None, max_length=1024)

@@ -1,0 +1,30 @@
+"""ChatOps buttons bound to their incident: the target run id and an expiry
+
+Revision ID: 0011
+Revises: 0010
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+revision: str = "0011"
+down_revision: str | None = "0010"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+S = sqlmodel.sql.sqltypes.AutoString
+T = sqlmodel.sql.sqltypes.UTCDateTime
+
+
+def upgrade() -> None:
+    op.add_column("alert_button", sa.Column("run_id", S(length=64), nullable=True))
+    op.add_column("alert_button", sa.Column("expires_at", T(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("alert_button") as batch:
+        batch.drop_column("expires_at")
+        batch.drop_column("run_id")
