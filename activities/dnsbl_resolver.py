@@ -3,8 +3,15 @@
 dnspython's async resolver opens a socket (a new asyncio datagram endpoint) for every query, and
 sharing one socket between outstanding queries is not supported (dnspython #930): measured here at
 about 900 queries/s against rbldnsd on loopback, six times slower than c-ares. `MuxResolver` keeps
-a small pool of connected UDP sockets per configured resolver open for the whole scan and matches
-replies to queries by id AND question bytes (a reply to anything else is dropped).
+a small pool of connected UDP sockets per configured resolver and matches replies to queries by id
+AND the exact question bytes (a reply to anything else is dropped, and the query keeps waiting).
+
+Answers of a blocklist start failovers, so a forged reply must be hard to get accepted (RFC 5452):
+- query ids come from the operating system's CSPRNG (`secrets`), never from Mersenne Twister;
+- the letters of each query name are sent in random case (0x20 encoding, draft-vixie-dnsext-dns0x20)
+  and the reply must echo them exactly, adding one bit per letter of the zone name;
+- sockets are connected (the kernel drops datagrams from any other address or port) and rotated:
+  each one is replaced after `queries_per_socket` queries, so the source port changes during a scan.
 
 - Concurrency is bounded by a window (queries beyond it wait in a queue, no per-query task); the
   window halves when queries are lost and grows back by one per window of replies (AIMD), so an
@@ -22,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import socket
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -41,6 +47,39 @@ from models.dnswire import WireError, encode_query, encode_question, parse_reply
 
 OnResult = Callable[[int, DnsResult], None]
 
+#: 0x20 at every ASCII letter, 0 elsewhere. Label length bytes (< 64), digits, '-' and the question
+#: tail (root label, QTYPE, QCLASS) are never letters, so the mask only touches the name's letters.
+_LETTER_MASK = bytes(0x20 if chr(b).isascii() and chr(b).isalpha() else 0 for b in range(256))
+
+
+class _Entropy:
+    """Random bytes from the OS CSPRNG, read in blocks (a syscall per query would cost more than the query)."""
+
+    BLOCK = 1 << 16
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._pos = 0
+
+    def take(self, n: int) -> bytes:
+        if self._pos + n > len(self._buf):
+            self._buf, self._pos = os.urandom(max(self.BLOCK, n)), 0
+        out = self._buf[self._pos:self._pos + n]
+        self._pos += n
+        return out
+
+    def qid(self) -> int:
+        return int.from_bytes(self.take(2), "big")
+
+
+def randomize_case(question: bytes, entropy: _Entropy) -> bytes:
+    """The question with each letter of its name in random case (0x20 encoding)."""
+    mask = int.from_bytes(question.translate(_LETTER_MASK), "big")
+    if not mask:
+        return question
+    flips = int.from_bytes(entropy.take(len(question)), "big") & mask
+    return (int.from_bytes(question, "big") ^ flips).to_bytes(len(question), "big")
+
 
 class Resolver(Protocol):
     async def resolve_many(self, qnames: Sequence[str], on_result: OnResult | None = None,
@@ -58,7 +97,7 @@ def system_resolvers() -> list[tuple[str, int]]:
 
 
 class _Query:
-    __slots__ = ("attempt", "callback", "deadline", "index", "qid", "qname", "question", "slot")
+    __slots__ = ("attempt", "callback", "deadline", "index", "qid", "qname", "question", "sent", "slot")
 
     def __init__(self, index: int, qname: str, question: bytes, callback: Callable[[int, DnsResult], None]):
         self.index = index
@@ -68,6 +107,7 @@ class _Query:
         self.attempt = 0
         self.qid = -1
         self.deadline = 0.0
+        self.sent = question  # the question as last sent (0x20 case): a reply must echo it exactly
         self.slot: _Slot | None = None
 
 
@@ -80,6 +120,8 @@ class _Slot:
         self.server = server
         self.sock = sock
         self.pending: dict[int, _Query] = {}
+        self.used = 0  # queries sent on this socket
+        self.retiring = False  # replaced: closed once its pending queries are answered or expired
 
     def readable(self) -> None:
         recv = self.sock.recv
@@ -95,16 +137,22 @@ class _Slot:
                 pending.clear()
                 for failed in queries:
                     owner._on_reply(failed, DnsResult(Rcode.ERROR, detail=f"{type(exc).__name__}: {exc}"), False)
+                owner._retired(self)
                 return
             try:
                 q = pending.get(reply_id(data))
                 if q is None:
-                    continue  # late reply to a query that timed out or was answered
-                result, truncated = parse_reply(data, q.question)
+                    owner.discarded += 1
+                    continue  # late reply, or a guessed id: nothing outstanding has it
+                result, truncated = parse_reply(data, q.sent, exact=True)
             except WireError:
-                continue  # not a reply to an outstanding question: ignore it, the deadline still runs
+                owner.discarded += 1
+                continue  # not a reply to the question as sent (another name, another case): keep waiting
             del pending[q.qid]
             owner._on_reply(q, result, truncated)
+            owner._retired(self)
+            if self.sock.fileno() == -1:
+                return  # a replaced socket, now drained and closed
 
 
 class MuxResolver:
@@ -113,11 +161,12 @@ class MuxResolver:
     SWEEP = 0.05  # seconds between deadline checks
 
     def __init__(self, servers: Sequence[tuple[str, int]], timeout: float = 3.0, concurrency: int = 100,
-                 attempts: int = 3, sockets_per_server: int = 4):
+                 attempts: int = 3, sockets_per_server: int = 4, queries_per_socket: int = 200):
         if not servers:
             raise ValueError("no DNS resolver configured (EMAIL_ENGINE_DNS_RESOLVERS) and none in /etc/resolv.conf")
-        if concurrency < 1 or attempts < 1 or sockets_per_server < 1 or timeout <= 0:
-            raise ValueError("concurrency, attempts, sockets_per_server and timeout must be positive")
+        if concurrency < 1 or attempts < 1 or sockets_per_server < 1 or queries_per_socket < 1 or timeout <= 0:
+            raise ValueError("concurrency, attempts, sockets_per_server, queries_per_socket and timeout must be "
+                             "positive")
         self.servers = list(servers)
         self.timeout = timeout
         # Geometric retransmission: with 3 attempts, sends at 0, 1/7 and 3/7 of the deadline.
@@ -126,9 +175,11 @@ class MuxResolver:
         self.attempts = attempts
         self.concurrency = concurrency
         self.sockets_per_server = sockets_per_server
+        self.queries_per_socket = queries_per_socket
         self._slots: list[list[_Slot]] = []
+        self._retiring: set[_Slot] = set()
         self._rr = 0
-        self._rand = random.Random(os.urandom(16))
+        self._entropy = _Entropy()
         self._queue: deque[_Query] = deque()
         # Deadlines in send order, one deque per attempt (same timeout within a deque: sorted).
         self._sent_order: list[deque[tuple[float, _Query, int]]] = [deque() for _ in range(attempts)]
@@ -139,27 +190,59 @@ class MuxResolver:
         self._sweeper: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.sent = 0  # packets sent (including retransmissions)
+        self.discarded = 0  # datagrams that answered nothing outstanding (late, forged, wrong case)
+        self.sockets_opened = 0
 
     async def open(self) -> MuxResolver:
         if self._slots:
             return self
         self._loop = asyncio.get_running_loop()
-        for idx, (host, port) in enumerate(self.servers):
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            slots = []
-            for _ in range(self.sockets_per_server):
-                sock = socket.socket(family, socket.SOCK_DGRAM)
-                sock.setblocking(False)
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-                except OSError:
-                    pass
-                sock.connect((host, port))
-                slot = _Slot(self, idx, sock)
-                self._loop.add_reader(sock.fileno(), slot.readable)
-                slots.append(slot)
-            self._slots.append(slots)
+        for idx in range(len(self.servers)):
+            self._slots.append([self._new_slot(idx) for _ in range(self.sockets_per_server)])
         return self
+
+    def _new_slot(self, server: int) -> _Slot:
+        """A connected UDP socket to resolver `server` (a fresh source port chosen by the kernel)."""
+        assert self._loop is not None
+        host, port = self.servers[server]
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            except OSError:
+                pass
+            sock.connect((host, port))
+        except OSError:
+            sock.close()
+            raise
+        slot = _Slot(self, server, sock)
+        self._loop.add_reader(sock.fileno(), slot.readable)
+        self.sockets_opened += 1
+        return slot
+
+    def _close_slot(self, slot: _Slot) -> None:
+        slot.pending.clear()
+        if self._loop is not None:
+            self._loop.remove_reader(slot.sock.fileno())
+        slot.sock.close()
+
+    def _rotate(self, slot: _Slot, position: int) -> None:
+        """Replace a worn socket: new queries go to a new one; the old one closes once drained."""
+        try:
+            fresh = self._new_slot(slot.server)
+        except OSError:
+            slot.used = 0  # no socket to be had right now: keep this one a while longer
+            return
+        self._slots[slot.server][position] = fresh
+        slot.retiring = True
+        self._retiring.add(slot)
+        self._retired(slot)
+
+    def _retired(self, slot: _Slot) -> None:
+        if slot.retiring and not slot.pending and slot in self._retiring:
+            self._retiring.discard(slot)
+            self._close_slot(slot)
 
     async def close(self) -> None:
         if self._sweeper is not None:
@@ -167,10 +250,10 @@ class MuxResolver:
             self._sweeper = None
         for slots in self._slots:
             for s in slots:
-                s.pending.clear()
-                if self._loop is not None:
-                    self._loop.remove_reader(s.sock.fileno())
-                s.sock.close()
+                self._close_slot(s)
+        for s in list(self._retiring):
+            self._close_slot(s)
+        self._retiring.clear()
         self._slots = []
         self._queue.clear()
         self._inflight = 0
@@ -241,24 +324,30 @@ class MuxResolver:
         slots = self._slots[(q.index + q.attempt) % len(self._slots)]
         self._rr = (self._rr + 1) % len(slots)
         slot = slots[self._rr]
+        if slot.used >= self.queries_per_socket:
+            self._rotate(slot, self._rr)
+            slot = slots[self._rr]
+        slot.used += 1
         pending = slot.pending
-        qid = self._rand.getrandbits(16)
+        qid = self._entropy.qid()
         while qid in pending:
-            qid = self._rand.getrandbits(16)
+            qid = self._entropy.qid()
         q.qid = qid
         q.slot = slot
+        q.sent = randomize_case(q.question, self._entropy)
         pending[qid] = q
         q.deadline = deadline = self._loop.time() + self.attempt_timeouts[min(q.attempt, self.attempts - 1)]
         self._sent_order[min(q.attempt, self.attempts - 1)].append((deadline, q, qid))
         if self._sweeper is None:
             self._sweeper = self._loop.call_later(self.SWEEP, self._sweep)
         try:
-            slot.sock.send(encode_query(qid, q.question))
+            slot.sock.send(encode_query(qid, q.sent))
         except (BlockingIOError, InterruptedError):
             pass  # socket buffer full: the deadline retransmits it
         except OSError as exc:
             del pending[qid]
             self._on_reply(q, DnsResult(Rcode.ERROR, detail=f"{type(exc).__name__}: {exc}"), False)
+            self._retired(slot)
             return
         self.sent += 1
 
@@ -274,6 +363,7 @@ class MuxResolver:
                 if slot is not None and q.qid == qid and slot.pending.get(qid) is q:
                     del slot.pending[qid]
                     expired.append(q)
+                    self._retired(slot)
         if expired:
             self.window = max(min(8.0, self.concurrency), self.window / 2)
         for q in expired:

@@ -87,15 +87,18 @@ def _skip_name(packet: bytes, pos: int) -> int:
 _RCODES = {0: Rcode.ANSWER, 2: Rcode.SERVFAIL, 3: Rcode.NXDOMAIN, 5: Rcode.REFUSED}
 
 
-def parse_reply(packet: bytes, question: bytes) -> tuple[DnsResult, bool]:
-    """(result, truncated). Raises WireError when the packet is not a reply to `question`."""
+def parse_reply(packet: bytes, question: bytes, exact: bool = False) -> tuple[DnsResult, bool]:
+    """(result, truncated). Raises WireError when the packet is not a reply to `question`; with
+    `exact`, the echoed question must match byte for byte (the 0x20 case pattern that was sent)."""
     if len(packet) < 12 + len(question):
         raise WireError("short packet")
     _qid, flags, qdcount, ancount, _ns, _ar = _HEADER.unpack_from(packet)
     if not flags & FLAG_QR:
         raise WireError("not a response")
-    if qdcount != 1 or packet[12:12 + len(question)].lower() != question:
-        raise WireError("reply to another question")
+    echoed = packet[12:12 + len(question)]
+    if qdcount != 1 or (echoed != question if exact else echoed.lower() != question):
+        raise WireError("reply to another question" if echoed.lower() != question.lower()
+                        else "reply with the question in another case (0x20)")
     truncated = bool(flags & FLAG_TC)
     rcode = flags & 0x000F
     kind = _RCODES.get(rcode, Rcode.ERROR)
