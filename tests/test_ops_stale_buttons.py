@@ -62,6 +62,15 @@ async def held_alert(wf_id: str, run_id: str | None, key: str, **kw: object) -> 
         AlertAction("Deny", wf_id, "deny", "update", arg="denied from the alert", run_id=run_id, **kw)]), key)
 
 
+async def saga_alert(wf_id: str, run_id: str, key: str) -> None:
+    """The held-failover alert exactly as the saga sends it: from its send_alert activity, no run id given."""
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, workflow_id=wf_id, workflow_run_id=run_id, activity_id=key)
+    assert await env.run(send_alert, Alert(key=key, title="held", severity="critical", actions=[
+        AlertAction("Approve", wf_id, "approve", "update", arg="approved from the alert"),
+        AlertAction("Deny", wf_id, "deny", "update", arg="denied from the alert")]))
+
+
 async def test_an_approve_from_an_earlier_saga_run_does_nothing(  # type: ignore[no-untyped-def]
         temporal_local, telegram: TelegramDouble) -> None:
     client: Client = temporal_local.client
@@ -69,7 +78,8 @@ async def test_an_approve_from_an_earlier_saga_run_does_nothing(  # type: ignore
     queue = f"stale-{uuid.uuid4()}"
     async with Worker(client, task_queue=queue, workflows=[ChatOpsProbe]):
         first = await client.start_workflow(ChatOpsProbe.run, id=wf_id, task_queue=queue)
-        await held_alert(wf_id, first.result_run_id, f"{wf_id}/1")
+        assert first.result_run_id is not None
+        await saga_alert(wf_id, first.result_run_id, f"{wf_id}/1")
         old = tokens(telegram)
         await first.signal(ChatOpsProbe.finish)  # the first saga timed out: its incident is over
         await first.result()
@@ -81,7 +91,8 @@ async def test_an_approve_from_an_earlier_saga_run_does_nothing(  # type: ignore
         again = await press(client, old["Approve"])
         assert again.text.startswith("Already done by telegram:1001 @alice: Approve: nothing done")
         # The second saga's own button acts on it.
-        await held_alert(wf_id, second.result_run_id, f"{wf_id}/2")
+        assert second.result_run_id is not None
+        await saga_alert(wf_id, second.result_run_id, f"{wf_id}/2")
         answer = await press(client, tokens(telegram)["Approve"])
         assert answer.acted and answer.text.startswith("Approve: done (standby activated)")
         assert await second.query(ChatOpsProbe.seen) == [
@@ -130,7 +141,8 @@ async def test_two_concurrent_presses_one_acts(temporal_local, telegram: Telegra
     queue = f"stale-{uuid.uuid4()}"
     async with Worker(client, task_queue=queue, workflows=[ChatOpsProbe]):
         h = await client.start_workflow(ChatOpsProbe.run, id=wf_id, task_queue=queue)
-        await held_alert(wf_id, h.result_run_id, f"{wf_id}/held")
+        assert h.result_run_id is not None
+        await saga_alert(wf_id, h.result_run_id, f"{wf_id}/held")
         b = tokens(telegram)
         # Approve by one admin and Deny by another at once, and the same Approve twice: one acts.
         answers = await asyncio.gather(press(client, b["Approve"], ADMIN), press(client, b["Approve"], ADMIN2),
