@@ -320,7 +320,7 @@ class IpWarmupWorkflow:
             await self._alert(
                 f"{wid}/gate", f"Warmup {self._inp.address} paused {PAUSE_DAYS} days: safety gate failed",
                 f"{decision.reason}. {figures}. Quota held at {s.quota}/day ({s.phase}) until {until}.", "warning",
-                [AlertAction("Resume now", wid, "resume")])
+                [self._resume_button("Resume now")])
             return
         await self._step(decision.action, decision.phase, decision.quota, decision.reason, figures, today)
 
