@@ -96,7 +96,9 @@ def build_args(kind: str, name: str, arg: str | None, actor: str) -> list[Any]:
     - no `arg`: an update gets a reason string ("approve via Telegram by <actor>"); a signal gets
       {"reason": ..., "actor": ...}: the warmup's real PauseRequest/ResumeRequest for "pause"/"resume";
     - `arg` holding a JSON object: that object, `{actor}` substituted in its string values (for
-      "pause"/"resume" signals: the request dataclass built from the object's known fields);
+      "pause"/"resume" signals: the request dataclass built from the object's known fields; for an
+      update, a "reason" without `{actor}` gets "(by <actor>)" appended). This is how a failover
+      button carries its incident: `{"reason": "approved from the alert", "incident": "<run id>"}`;
     - any other `arg`: that string, with `{actor}` substituted, or "(by <actor>)" appended.
     """
     reason = f"{name} via Telegram by {actor}"
@@ -108,6 +110,8 @@ def build_args(kind: str, name: str, arg: str | None, actor: str) -> list[Any]:
         except json.JSONDecodeError:
             obj = None
         if isinstance(obj, dict):
+            if kind == "update" and isinstance(obj.get("reason"), str) and "{actor}" not in obj["reason"]:
+                obj["reason"] = f"{obj['reason']} (by {actor})"
             obj = {k: v.replace("{actor}", actor) if isinstance(v, str) else v for k, v in obj.items()}
             return [_signal_payload(name, obj) if kind == "signal" else obj]
     return [arg.replace("{actor}", actor) if "{actor}" in arg else f"{arg} (by {actor})"]

@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import json
 import random
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import pytest
+from temporalio import workflow
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
@@ -171,3 +174,64 @@ def test_the_single_use_mark_is_atomic_under_contention(db_url: str) -> None:
     alert_store.record_use(token, winner, "done", db_url)
     alert_store.release_button(token, winner, db_url)
     assert alert_store.claim_button(token, "telegram:late", None, db_url) is False
+
+
+@dataclass
+class Decision:  # the shape of the saga's FailoverDecision (branch `saga`): reason and incident (run id)
+    reason: str
+    incident: str | None = None
+
+
+@workflow.defn(name="DecisionProbe", sandboxed=False)  # test double of the saga's approve/deny contract
+class DecisionProbe:
+    def __init__(self) -> None:
+        self.answers: list[str] = []
+        self.done = False
+
+    @workflow.run
+    async def run(self) -> list[str]:
+        await workflow.wait_condition(lambda: self.done)
+        return self.answers
+
+    @workflow.update
+    async def approve(self, d: Decision) -> str:
+        self.answers.append(f"approve: {d.reason} [{d.incident}]")
+        return "standby activated"
+
+    @approve.validator
+    def _check(self, d: Decision) -> None:
+        if d.incident is not None and d.incident != workflow.info().run_id:
+            raise ValueError(f"this answer is for failover run {d.incident}, not {workflow.info().run_id}")
+
+    @workflow.signal
+    def finish(self) -> None:
+        self.done = True
+
+    @workflow.query
+    def seen(self) -> list[str]:
+        return self.answers
+
+
+async def test_the_incident_travels_in_the_update_and_a_mismatch_is_refused(  # type: ignore[no-untyped-def]
+        temporal_local, telegram: TelegramDouble) -> None:
+    """The button's JSON arg carries the saga's run id as `incident`; the workflow's validator checks it
+    (defence in depth behind the run-bound handle: even an unbound button cannot approve another run)."""
+    client: Client = temporal_local.client
+    wf_id = f"failover/client-1/192.0.2.{random.randint(1, 254)}"
+    queue = f"stale-{uuid.uuid4()}"
+    async with Worker(client, task_queue=queue, workflows=[DecisionProbe]):
+        h = await client.start_workflow(DecisionProbe.run, id=wf_id, task_queue=queue)
+        run = h.result_run_id
+        for incident, run_id in ((run, run), ("an-earlier-run", None)):  # the second: unbound, wrong incident
+            arg = json.dumps({"reason": "approved from the alert", "incident": incident})
+            assert await deliver_alert(Alert(key=f"{wf_id}/{incident}", title="held", actions=[
+                AlertAction("Approve", wf_id, "approve", "update", arg=arg, run_id=run_id)]), incident)
+            answer = await press(client, tokens(telegram)["Approve"])
+            if incident == run:
+                assert answer.acted and answer.text.startswith("Approve: done (standby activated)")
+            else:
+                assert not answer.acted and "not " + str(run) in answer.text, answer.text
+        assert await h.query(DecisionProbe.seen) == [
+            f"approve: approved from the alert (by telegram:1001 @alice) [{run}]"]
+        await h.signal(DecisionProbe.finish)
+        await h.result()
