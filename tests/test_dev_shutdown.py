@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.test_inventory import BASE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +44,8 @@ def processes_mentioning(marker: str) -> list[int]:
     return pids
 
 
-def test_ctrl_c_with_a_closed_output_pipe_still_stops_the_dev_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize("streams", ["stdout", "stdout+stderr"])  # `scripts/run | tee` and `2>&1 | tee`
+def test_ctrl_c_with_a_closed_output_pipe_still_stops_the_dev_server(tmp_path: Path, streams: str) -> None:
     port, ui_port = free_port(), free_port()
     var = tmp_path / "var"
     inv = tmp_path / "inv.toml"
@@ -55,7 +58,8 @@ def test_ctrl_c_with_a_closed_output_pipe_still_stops_the_dev_server(tmp_path: P
            "COLUMNS": "120"}
     stderr = open(tmp_path / "stderr.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-c", "from cli.main import main; main()", "dev", "--inventory",
-                             str(inv)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=stderr)
+                             str(inv)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT if streams == "stdout+stderr" else stderr)
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + 120
