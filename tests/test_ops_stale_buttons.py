@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from temporalio import workflow
@@ -235,3 +236,25 @@ async def test_the_incident_travels_in_the_update_and_a_mismatch_is_refused(  # 
             f"approve: approved from the alert (by telegram:1001 @alice) [{run}]"]
         await h.signal(DecisionProbe.finish)
         await h.result()
+
+
+def test_buttons_issued_before_the_binding_expire_at_upgrade(tmp_path: Path) -> None:
+    """Old buttons carry no run id: the migration expires the unpressed ones (pressed ones keep their result)."""
+    from sqlalchemy import text
+
+    from activities import db
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    db.upgrade(url, "0014")
+    with db.get_engine(url).begin() as conn:
+        for token, used in (("old-unused", None), ("old-used", "2026-11-01 10:00:00.000000")):
+            conn.execute(text("INSERT INTO alert_button (token, alert_key, label, workflow_id, name, kind, "
+                              "created_at, used_at) VALUES (:t, 'k', 'Approve', 'failover/t/10.0.0.1', 'approve', "
+                              "'update', '2026-11-01 09:00:00.000000', :u)"), {"t": token, "u": used})
+    db.dispose_engine(url)
+    db.upgrade(url)
+    assert alert_store.claim_button("old-unused", "telegram:1", None, url) is False
+    unused, used = alert_store.load_button("old-unused", url), alert_store.load_button("old-used", url)
+    assert unused is not None and unused.expires_at is not None and unused.used_at is None
+    assert used is not None and used.expires_at is None and used.used_at is not None
+    db.dispose_engine(url)
