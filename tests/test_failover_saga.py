@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +32,31 @@ ZEN = Listing(zone="zen.test", target=LISTED, code="127.0.0.2", meaning="SBL",
 
 
 WARMUP: list[Any] = []  # the warmup feature's start/cancel activities come from workers.registry
+DATA = Path(__file__).resolve().parent / "data"
+# Set EMAIL_ENGINE_RECORD_HISTORIES=1 to rewrite the committed histories (after an intended change).
+RECORD = os.environ.get("EMAIL_ENGINE_RECORD_HISTORIES") == "1"
+
+
+async def keep_history(client: Any, workflow_id: str, name: str) -> None:
+    if RECORD:
+        history = await client.get_workflow_handle(workflow_id).fetch_history()
+        (DATA / f"failover-history-{name}.json").write_text(_scrub(json.loads(history.to_json())))
+
+
+def _scrub(node: Any) -> str:
+    """Stack traces name this machine's paths: dropped from committed histories (replay ignores them)."""
+    def walk(n: Any) -> None:
+        if isinstance(n, dict):
+            for k in n:
+                if k == "stackTrace":
+                    n[k] = ""
+                else:
+                    walk(n[k])
+        elif isinstance(n, list):
+            for x in n:
+                walk(x)
+    walk(node)
+    return json.dumps(node, indent=1)
 
 
 def _inp(address: str = LISTED, tenant: str = "fo-a") -> FailoverInput:
@@ -79,6 +107,7 @@ async def test_happy_path(temporal_time_skipping, seeded: str) -> None:
     url, alerts = seeded, fs.AlertLog()
     async with fs.engine_worker(temporal_time_skipping.client, [alerts.activity(), *WARMUP]) as queue:
         state = await _run(temporal_time_skipping, queue, _inp())
+        await keep_history(temporal_time_skipping.client, saga_id("fo-a", LISTED), "automatic")
     wid = saga_id("fo-a", LISTED)
     assert state.status == "completed" and state.decision == "automatic"
     assert state.standby == "127.0.40.21"  # numeric order among equal candidates
@@ -125,6 +154,7 @@ async def test_breaker_holds_then_approve(temporal_time_skipping, seeded: str) -
             assert await handle.execute_update(FailoverSaga.approve, "checked the sender") == \
                 "approved: checked the sender"
         state = await handle.result()
+        await keep_history(client, handle.id, "approved")
     assert state.decision == "approved" and state.standby == "127.0.40.21"
     assert fs.statuses(url)["127.0.40.21"] == "warming"
     assert any("approved: checked the sender" in r for r in _actors(url, LISTED, handle.id))
@@ -244,6 +274,8 @@ async def test_failure_at_each_step_is_compensated(temporal_time_skipping, db_ur
     async with fs.engine_worker(temporal_time_skipping.client, [alerts.activity(), *WARMUP, broken]) as queue:
         with pytest.raises(WorkflowFailureError) as exc:
             await _run(temporal_time_skipping, queue, _inp())
+        if step == "deploy_tenant_pool":
+            await keep_history(temporal_time_skipping.client, wid, "compensated")
     assert "compensated" in str(exc.value.cause)
     st = fs.statuses(url)
     assert st["127.0.40.21"] == st["127.0.40.22"] == "standby"  # no standby left activated
@@ -288,3 +320,17 @@ async def test_deploy_and_redeploy_failing_leaves_the_ip_out_and_says_so(tempora
     assert st[LISTED] == "quarantine" and st["127.0.40.21"] == "standby" and fs.claims(url) == []
     failed = [a for a in alerts.alerts if a.key == f"{wid}/failed"]
     assert failed and "REDEPLOY FAILED" in failed[0].body and f"may still send from {LISTED}" in failed[0].body
+
+
+def test_replays_recorded_histories() -> None:
+    """Histories recorded from earlier code (tests/data/failover-history-*.json: automatic, held then approved
+    with a str reason, compensated after a failed deploy) replay on today's saga: a saga running across an
+    upgrade continues instead of failing with a nondeterminism error."""
+    from temporalio.client import WorkflowHistory
+    from temporalio.worker import Replayer
+
+    files = sorted(DATA.glob("failover-history-*.json"))
+    assert len(files) >= 3
+    replayer = Replayer(workflows=[FailoverSaga])
+    for f in files:
+        asyncio.run(replayer.replay_workflow(WorkflowHistory.from_json(f.stem, f.read_text())))
