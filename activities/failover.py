@@ -281,11 +281,13 @@ class FinishRequest:
     address: str
     workflow_id: str
     outcome: str
+    run_id: str = ""  # the saga run that ends: one outcome row per ending, even when the id is reused
 
 
 def finish_failover(req: FinishRequest, url: str | None = None) -> int:
     """Step 6: the saga's blocklist events get their outcome, its standby claims are released, and an
-    audit row says how it ended. Returns the number of events updated."""
+    audit row says how it ended (exactly one per run: a retry finds it written). Returns the number of
+    events updated."""
     with session_scope(url) as session:
         ip = _ip(session, req.address)
         events = list(session.exec(select(BlocklistEvent).where(BlocklistEvent.ip_id == ip.id,
@@ -295,11 +297,46 @@ def finish_failover(req: FinishRequest, url: str | None = None) -> int:
             session.add(ev)
         for claim in session.exec(select(StandbyClaim).where(StandbyClaim.workflow_id == req.workflow_id)):
             session.delete(claim)
-        reason = f"failover step 6: {req.outcome}"[:1024]
+        run = f" [run {req.run_id}]" if req.run_id else ""
+        reason = f"failover step 6: {req.outcome[:1024 - 60]}{run}"[:1024]
         if session.exec(select(StatusChange.id).where(StatusChange.ip_id == ip.id, StatusChange.actor ==
                                                       req.workflow_id, StatusChange.reason == reason)).first() is None:
             _audit(session, ip, ip.status.value, None, reason, req.workflow_id)
         return len(events)
+
+
+def describe_ip(address: str, url: str | None = None) -> str:
+    """The state an IP is in, in words, for an alert after a compensation failed ("X is warming
+    (week_1) with quota 50, claimed by failover/...")."""
+    with session_scope(url) as session:
+        ip = _ip(session, address)
+        phase = f" ({ip.warmup_phase.value})" if ip.warmup_phase else ""
+        claim = session.get(StandbyClaim, ip.id)
+        held = f", claimed by {claim.workflow_id}" if claim is not None else ""
+        return f"{ip.address} is {ip.status.value}{phase} with quota {ip.daily_quota}{held}"
+
+
+def unfinished_sagas(session: Session, ip_ids: list[int]) -> set[int]:
+    """Quarantined IPs whose failover did not complete: the newest saga event of the IP has no outcome
+    or a failed one, and that saga never recorded its step-4 deploy (a failover in effect whose last
+    record failed is not run again: it was alerted)."""
+    out: set[int] = set()
+    if not ip_ids:
+        return out
+    latest = (select(BlocklistEvent.ip_id, func.max(BlocklistEvent.id).label("last"))
+              .where(col(BlocklistEvent.ip_id).in_(ip_ids), col(BlocklistEvent.workflow_id).like("failover/%"))
+              .group_by(col(BlocklistEvent.ip_id)).subquery())
+    events = session.exec(select(BlocklistEvent).join(latest, col(BlocklistEvent.id) == latest.c.last)).all()
+    for ev in events:
+        if ev.outcome is not None and not ev.outcome.startswith("failed"):
+            continue
+        deployed = session.exec(select(StatusChange.id).where(
+            StatusChange.ip_id == ev.ip_id, StatusChange.actor == ev.workflow_id,
+            col(StatusChange.reason).like("failover step 4: deployed%"),
+            col(StatusChange.at) >= ev.detected_at)).first()
+        if deployed is None and ev.ip_id is not None:
+            out.add(ev.ip_id)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -403,9 +440,15 @@ def quarantine_action_activity(req: QuarantineAction) -> bool:
     return apply_quarantine_action(req)
 
 
+@activity.defn(name="failover_describe_ip")
+def describe_ip_activity(address: str) -> str:
+    return describe_ip(address)
+
+
 ACTIVITIES: list[Callable[..., Any]] = [
     quarantine_ip_activity, breaker_evidence_activity, standby_candidates_activity, claim_standby_activity,
-    release_standby_activity, audit_step_activity, finish_failover_activity, quarantine_action_activity]
+    release_standby_activity, audit_step_activity, finish_failover_activity, quarantine_action_activity,
+    describe_ip_activity]
 
 
 # --------------------------------------------------------------------------------------------
@@ -428,10 +471,11 @@ def evaluate_scan(report: ScanReport, workflow_id: str, url: str | None = None,
     """Compare a scan with the database (status, quarantine period, extensions) and decide per IP
     (models.failover.scan_decision). A listing of an IP's domain counts for the IP. Persists the
     run (blocklist_scan_run) with its decisions. IPs no longer scanned statuses are left alone."""
-    from models.failover import IpScanState, scan_decision
+    from models.failover import IpScanState, scan_decision, tenant_scan_decisions
     from models.failover_tables import BlocklistScanRun
 
     _, qpolicy = policies()
+    share = get_settings().failover_blast_radius_share
     now = now or utcnow()
     by_ip: dict[str, list[Listing]] = {}
     unknown: dict[str, bool] = {}
@@ -453,16 +497,27 @@ def evaluate_scan(report: ScanReport, workflow_id: str, url: str | None = None,
                 unknown[address] = unknown.get(address, False) or bool(t.unknown)
         rows = session.exec(select(SendingIp, Tenant.name).join(Tenant, col(Tenant.id) == col(SendingIp.tenant_id))
                             .where(col(SendingIp.address).in_(list(by_ip)))).all()
+        unfinished = unfinished_sagas(session, [ip.id for ip, _ in rows
+                                                if ip.id is not None and ip.status == IpStatus.QUARANTINE])
         for ip, tenant in sorted(rows, key=lambda r: (r[1], r[0].address)):
             state = IpScanState(tenant, ip.address, ip.status.value, _aware(ip.quarantine_until),
-                                ip.quarantine_extensions, by_ip.get(ip.address, []), unknown.get(ip.address, False))
+                                ip.quarantine_extensions, by_ip.get(ip.address, []), unknown.get(ip.address, False),
+                                saga_unfinished=ip.id in unfinished)
             decisions.append(scan_decision(state, now, qpolicy))
+        new_in = {d.tenant for d in decisions if d.action == ScanAction.START_SAGA}
+        sending = dict(session.exec(
+            select(Tenant.name, func.count()).join(SendingIp, col(SendingIp.tenant_id) == col(Tenant.id))
+            .where(col(Tenant.name).in_(list(new_in)),
+                   col(SendingIp.status).in_([IpStatus.ACTIVE, IpStatus.WARMING]))
+            .group_by(col(Tenant.name))).all()) if new_in else {}
+        decisions = tenant_scan_decisions(decisions, {k: int(v) for k, v in sending.items()}, share)
         session.add(BlocklistScanRun(
             workflow_id=workflow_id, started_at=dt.datetime.fromisoformat(report.started_at), finished_at=now,
             ips_scanned=len(rows), listed=sum(1 for d in decisions if d.listings),
             inconclusive=sum(1 for v in unknown.values() if v), broken_zones=[b.zone_name for b in report.broken],
             decisions=[{"tenant": d.tenant, "address": d.address, "action": d.action.value, "detail": d.detail,
-                        "listings": [lst.describe() for lst in d.listings]}
+                        "listings": [lst.describe() for lst in d.listings],
+                        **({"hold": d.blast_radius} if d.blast_radius else {})}
                        for d in decisions if d.action != ScanAction.NONE or d.listings]))
     return decisions
 

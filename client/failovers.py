@@ -34,7 +34,8 @@ async def start_saga(client: Client, req: StartSagaRequest, task_queue: str) -> 
     names.ip_address(req.address)
     wid = saga_id(req.tenant, req.address)
     handle = await client.start_workflow(
-        WORKFLOW, FailoverInput(req.tenant, req.address, list(req.listings), req.detected_by), id=wid,
+        WORKFLOW, FailoverInput(req.tenant, req.address, list(req.listings), req.detected_by,
+                                same_scan=list(req.same_scan), blast_radius=req.blast_radius), id=wid,
         task_queue=task_queue, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         search_attributes=TypedSearchAttributes([SearchAttributePair(TENANT, req.tenant),

@@ -4,8 +4,10 @@ what a blocklist scan means for each IP, and the operator's alert text. No I/O h
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ipaddress
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -66,6 +68,34 @@ def circuit_breaker(ev: BreakerEvidence) -> BreakerDecision:
         return BreakerDecision(False, reasons)
     return BreakerDecision(True, [f"tenant healthy: complaint rate {ev.complaint_rate:.3%} ({ev.complaints_7d}/"
                                   f"{ev.sent_7d}), no other listing in {ev.policy.window_days} days"])
+
+
+def with_same_scan(ev: BreakerEvidence, same_scan: list[str]) -> BreakerEvidence:
+    """Listings of the tenant found by the same scan are evidence for each other, whichever saga
+    looks first: they join the database's other listings (one entry per address)."""
+    seen = {entry.split(" ", 1)[0] for entry in ev.other_listings}
+    extra = [s for s in same_scan if s.split(" ", 1)[0] not in seen and s.split(" ", 1)[0] != ev.address]
+    return dataclasses.replace(ev, other_listings=[*ev.other_listings, *extra]) if extra else ev
+
+
+# --------------------------------------------------------------------------------------------
+# Blast radius
+
+
+def blast_radius_limit(sending: int, share: float) -> int:
+    """How many of a tenant's `sending` IPs one scan may quarantine automatically: the share, but at
+    least one (a single listing of a small pool still fails over)."""
+    return max(1, math.floor(sending * share + 1e-9))
+
+
+def blast_radius_hold(listed: int, sending: int, share: float) -> str | None:
+    """The evidence text when one scan lists more of a tenant's sending IPs than the blast radius
+    allows (a zone gone bad must not empty a pool), else None."""
+    limit = blast_radius_limit(sending, share)
+    if listed <= limit:
+        return None
+    return (f"blast radius: this scan lists {listed} of the tenant's {sending} sending IPs, more than "
+            f"{share:.0%} (at most {limit} quarantined automatically): none is quarantined without an operator")
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,6 +166,7 @@ def quarantine_verdict(now: dt.datetime, until: dt.datetime | None, extensions: 
 class ScanAction(StrEnum):
     NONE = "none"
     START_SAGA = "start_saga"
+    RESUME_SAGA = "resume_saga"  # quarantined, but its failover never completed: run it again
     EXTEND = "extend"
     RETIRE = "retire"
     REST_AND_REWARM = "rest_and_rewarm"
@@ -168,6 +199,8 @@ class IpScanState:
     listings: list[Listing]
     #: The scan could not tell (unknown answers or only broken zones): never acted on.
     inconclusive: bool = False
+    #: Quarantined by a failover that never completed (failed, or stopped before recording an outcome).
+    saga_unfinished: bool = False
 
 
 @dataclass(frozen=True)
@@ -177,6 +210,32 @@ class ScanDecision:
     action: ScanAction
     listings: list[Listing]
     detail: str = ""
+    #: Other IPs of the tenant this scan starts a failover for: "address (zones)" (breaker evidence).
+    same_scan: list[str] = field(default_factory=list)
+    #: Set when this scan exceeds the tenant's blast radius: the saga holds before quarantining.
+    blast_radius: str | None = None
+
+
+def tenant_scan_decisions(decisions: list[ScanDecision], sending: dict[str, int],
+                          share: float) -> list[ScanDecision]:
+    """One decision per scan and tenant: each new failover of a tenant gets the tenant's other new
+    listings of this scan as evidence, and all of them hold for an operator when together they exceed
+    the blast radius (`sending`: the tenant's active and warming IPs)."""
+    new: dict[str, list[ScanDecision]] = {}
+    for d in decisions:
+        if d.action == ScanAction.START_SAGA:
+            new.setdefault(d.tenant, []).append(d)
+    out = []
+    for d in decisions:
+        if d.action != ScanAction.START_SAGA:
+            out.append(d)
+            continue
+        group = new[d.tenant]
+        siblings = [f"{o.address} ({', '.join(sorted({lst.zone for lst in o.listings})) or 'listed'}, this scan)"
+                    for o in group if o.address != d.address]
+        hold = blast_radius_hold(len(group), sending.get(d.tenant, 0), share)
+        out.append(dataclasses.replace(d, same_scan=siblings, blast_radius=hold))
+    return out
 
 
 def scan_decision(state: IpScanState, now: dt.datetime, policy: QuarantinePolicy) -> ScanDecision:
@@ -191,6 +250,9 @@ def scan_decision(state: IpScanState, now: dt.datetime, policy: QuarantinePolicy
             action = ScanAction.START_SAGA
             detail = "new listing of a sending IP"
     elif status == IpStatus.QUARANTINE:
+        if state.saga_unfinished:
+            return ScanDecision(state.tenant, state.address, ScanAction.RESUME_SAGA, list(state.listings),
+                                "quarantined by a failover that did not complete: run it again")
         if not listed and state.inconclusive:
             return ScanDecision(state.tenant, state.address, ScanAction.NONE, [], "inconclusive answers")
         verdict = quarantine_verdict(now, state.quarantine_until, state.quarantine_extensions, listed, policy)

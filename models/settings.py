@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     failover_window_days: int = Field(default=7, ge=1, le=90)
     #: A held failover (circuit breaker open) is denied after this many hours without an operator's answer.
     failover_approval_timeout_hours: float = Field(default=24, gt=0, le=24 * 30)
+    #: Blast radius: a scan that would quarantine more than this share of a tenant's sending IPs (active and
+    #: warming) quarantines none of them automatically and holds each for an operator (one IP always may).
+    failover_blast_radius_share: float = Field(default=0.2, gt=0, le=1)
     #: Quarantine period (days) of a listed IP, and how many times it may be extended before retiring.
     quarantine_days: int = Field(default=7, ge=1, le=90)
     quarantine_max_extensions: int = Field(default=3, ge=0, le=20)

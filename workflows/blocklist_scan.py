@@ -3,7 +3,10 @@
 Scans every warming, active and quarantined IP and its domain ("blocklist_scan_targets",
 "scan_blocklists"), compares the report with the database ("blocklist_evaluate_scan", pure rule
 models.failover.scan_decision), then acts:
-- a new listing of a warming/active IP starts its FailoverSaga through the activity
+- a new listing of a warming/active IP starts its FailoverSaga (with the tenant's other new listings of
+  this scan as breaker evidence, and the blast-radius hold when they are too many: one decision per
+  scan and tenant, models.failover.tenant_scan_decisions); a quarantined IP whose failover never
+  completed gets its saga again (same id: it joins a running one, or finishes a failed one) through the activity
   "start_failover_saga" (client start with USE_EXISTING). Not a child workflow: a child start has no
   id-conflict policy (a second detection would fail instead of joining the running saga), and the
   saga must outlive the scan whatever the parent close policy; the activity runs the client's
@@ -31,7 +34,11 @@ with workflow.unsafe.imports_passed_through():
     from models.warmup_contracts import StartWarmupRequest
 
 DB_TIMEOUT = timedelta(minutes=2)
-DB_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=["UnknownTenant", "BadRequest", "UnknownIp"])
+#: Retries bounded by time, not a count: a database failover of a minute must not lose a scan's actions.
+DB_BUDGET = timedelta(hours=1)
+DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30),
+                       non_retryable_error_types=["UnknownTenant", "BadRequest", "UnknownIp"])
+ALERT_BUDGET = timedelta(minutes=2)
 
 
 @workflow.defn(name="BlocklistScanWorkflow")
@@ -55,7 +62,7 @@ class BlocklistScanWorkflow:
         self._phase = "targets"
         targets: list[ScanTarget] = await workflow.execute_activity(
             "blocklist_scan_targets", inp.tenant, result_type=list[ScanTarget], start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY)
+            schedule_to_close_timeout=DB_BUDGET, retry_policy=DB_RETRY)
         s.targets = len(targets)
         self._phase = "scan"
         report: ScanReport = await workflow.execute_activity(
@@ -67,7 +74,7 @@ class BlocklistScanWorkflow:
         self._phase = "evaluate"
         decisions: list[ScanDecision] = await workflow.execute_activity(
             "blocklist_evaluate_scan", EvaluateRequest(report, wid), result_type=list[ScanDecision],
-            start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
+            start_to_close_timeout=DB_TIMEOUT, schedule_to_close_timeout=DB_BUDGET, retry_policy=DB_RETRY)
         self._phase = "act"
         for d in decisions:
             try:
@@ -84,21 +91,29 @@ class BlocklistScanWorkflow:
         return s
 
     async def _alert(self, key: str, title: str, body: str, severity: str) -> None:
-        await workflow.execute_activity("send_alert", Alert(key=key, title=title, body=body, severity=severity),
-                                        start_to_close_timeout=timedelta(seconds=60),
-                                        retry_policy=RetryPolicy(maximum_attempts=3))
+        try:
+            await workflow.execute_activity("send_alert", Alert(key=key, title=title, body=body, severity=severity),
+                                            start_to_close_timeout=timedelta(seconds=30),
+                                            schedule_to_close_timeout=ALERT_BUDGET,
+                                            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)))
+        except ActivityError:
+            workflow.logger.exception("alert %s could not be sent", key)
 
     async def _act(self, d: ScanDecision, wid: str) -> None:
         s = self._summary
-        if d.action == ScanAction.START_SAGA:
+        if d.action in (ScanAction.START_SAGA, ScanAction.RESUME_SAGA):
+            by = f"scan {wid}" + (" (failover not completed: run again)" if d.action == ScanAction.RESUME_SAGA else "")
             res: StartSagaResult = await workflow.execute_activity(
-                "start_failover_saga", StartSagaRequest(d.tenant, d.address, list(d.listings), f"scan {wid}"),
-                result_type=StartSagaResult, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
+                "start_failover_saga", StartSagaRequest(d.tenant, d.address, list(d.listings), by,
+                                                        same_scan=list(d.same_scan), blast_radius=d.blast_radius),
+                result_type=StartSagaResult, start_to_close_timeout=DB_TIMEOUT, schedule_to_close_timeout=DB_BUDGET,
+                retry_policy=DB_RETRY)
             s.sagas.append(res.workflow_id)
         elif d.action in (ScanAction.EXTEND, ScanAction.RETIRE, ScanAction.REST_AND_REWARM):
             changed: bool = await workflow.execute_activity(
                 "blocklist_quarantine_action", QuarantineAction(d.address, d.action.value, list(d.listings), wid),
-                result_type=bool, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
+                result_type=bool, start_to_close_timeout=DB_TIMEOUT, schedule_to_close_timeout=DB_BUDGET,
+                retry_policy=DB_RETRY)
             if not changed:
                 return
             if d.action == ScanAction.EXTEND:
@@ -113,8 +128,9 @@ class BlocklistScanWorkflow:
                 try:
                     await workflow.execute_activity(
                         "start_ip_warmup", StartWarmupRequest(d.address, "re-warm after quarantine (clean)", wid),
-                        result_type=str, start_to_close_timeout=timedelta(minutes=2),
-                        retry_policy=RetryPolicy(maximum_attempts=3,
+                        result_type=str, start_to_close_timeout=timedelta(seconds=30),
+                        schedule_to_close_timeout=DB_BUDGET,
+                        retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30),
                                                  non_retryable_error_types=["WarmupRefused"]))
                     s.rewarming.append(d.address)
                 except ActivityError as err:
