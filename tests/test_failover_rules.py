@@ -9,18 +9,26 @@ import pytest
 from models.failover import (
     BreakerEvidence,
     BreakerPolicy,
+    Compensation,
+    FailoverDecision,
     IpScanState,
     Listing,
     QuarantinePolicy,
     QuarantineVerdict,
     ScanAction,
+    ScanDecision,
     StandbyCandidate,
+    blast_radius_hold,
+    blast_radius_limit,
     circuit_breaker,
+    decision_problem,
     failover_summary,
     quarantine_verdict,
     saga_id,
     scan_decision,
     standby_order,
+    tenant_scan_decisions,
+    with_same_scan,
 )
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
@@ -113,3 +121,70 @@ def test_summary_names_listing_delisting_and_standby() -> None:
     assert "zen.spamhaus.org" in body and "https://check.spamhaus.org/" in body and "mta-1 gen 3" in body
     _, body = failover_summary("client-1", "127.0.40.5", [lst], None, "denied: no", None)
     assert "no standby" in body
+
+
+# --- one decision per scan and tenant, blast radius, answers, unfinished sagas (issue 11) --------------------
+
+
+def _start(tenant: str, address: str, zone: str = "zen.test") -> ScanDecision:
+    return ScanDecision(tenant, address, ScanAction.START_SAGA, [Listing(zone, address)], "new listing")
+
+
+def test_blast_radius_limit_allows_one_and_the_share() -> None:
+    assert [blast_radius_limit(n, 0.2) for n in (1, 4, 5, 9, 10, 25, 40)] == [1, 1, 1, 1, 2, 5, 8]
+    assert blast_radius_hold(1, 1, 0.2) is None  # a single listing of a tiny pool still fails over
+    assert blast_radius_hold(8, 40, 0.2) is None
+    held = blast_radius_hold(9, 40, 0.2)
+    assert held and "9 of the tenant's 40" in held and "20%" in held and "at most 8" in held
+    assert blast_radius_hold(1, 0, 0.2) is None  # nothing sending: the one listing is not a wave
+
+
+def test_tenant_scan_decisions_give_siblings_and_one_blast_verdict() -> None:
+    ds = [_start("a", "10.0.0.1"), _start("a", "10.0.0.2", "dbl.test"), _start("b", "10.0.1.1"),
+          ScanDecision("a", "10.0.0.9", ScanAction.EXTEND, [Listing("zen.test", "10.0.0.9")])]
+    out = {d.address: d for d in tenant_scan_decisions(ds, {"a": 4, "b": 10}, 0.2)}
+    assert out["10.0.0.1"].same_scan == ["10.0.0.2 (dbl.test, this scan)"]
+    assert out["10.0.0.2"].same_scan == ["10.0.0.1 (zen.test, this scan)"]
+    assert out["10.0.1.1"].same_scan == [] and out["10.0.1.1"].blast_radius is None
+    assert out["10.0.0.1"].blast_radius == out["10.0.0.2"].blast_radius and out["10.0.0.1"].blast_radius
+    assert out["10.0.0.9"].same_scan == [] and out["10.0.0.9"].blast_radius is None  # not a new listing
+    ok = {d.address: d for d in tenant_scan_decisions(ds, {"a": 10}, 0.2)}
+    assert ok["10.0.0.1"].blast_radius is None
+
+
+def test_same_scan_listings_close_the_breaker_whoever_looks_first() -> None:
+    ev = BreakerEvidence("a", "10.0.0.1", sent_7d=100_000, complaints_7d=0,
+                         other_listings=["10.0.0.2 (zen.test, 2026-11-28 10:00)"])
+    merged = with_same_scan(ev, ["10.0.0.2 (zen.test, this scan)", "10.0.0.3 (zen.test, this scan)"])
+    assert merged.other_listings == ["10.0.0.2 (zen.test, 2026-11-28 10:00)", "10.0.0.3 (zen.test, this scan)"]
+    assert not circuit_breaker(merged).automatic
+    alone = BreakerEvidence("a", "10.0.0.1", sent_7d=100_000, complaints_7d=0)
+    assert with_same_scan(alone, []) is alone and circuit_breaker(alone).automatic
+
+
+def test_decision_problem() -> None:
+    assert decision_problem("checked", True, False, "run-1") is None
+    assert decision_problem(FailoverDecision("checked", "run-1"), True, False, "run-1") is None
+    assert decision_problem(FailoverDecision("checked"), True, False, "run-1") is None
+    stale = decision_problem(FailoverDecision("checked", "run-0"), True, False, "run-1")
+    assert stale and "run-0" in stale and "not the current run" in stale
+    assert "not waiting" in (decision_problem("x", False, False, "r") or "")
+    assert "not waiting" in (decision_problem("x", True, True, "r") or "")
+    assert "reason" in (decision_problem("  ", True, False, "r") or "")
+
+
+def test_unfinished_saga_is_run_again_before_quarantine_verdicts() -> None:
+    over = NOW - dt.timedelta(hours=1)
+    state = IpScanState("a", "10.0.0.1", "quarantine", over, 0, [], saga_unfinished=True)
+    assert scan_decision(state, NOW, POLICY).action == ScanAction.RESUME_SAGA
+    running = IpScanState("a", "10.0.0.1", "quarantine", NOW + dt.timedelta(days=2), 0, [], saga_unfinished=True)
+    assert scan_decision(running, NOW, POLICY).action == ScanAction.RESUME_SAGA
+    done = IpScanState("a", "10.0.0.1", "quarantine", NOW + dt.timedelta(days=2), 0, [])
+    assert scan_decision(done, NOW, POLICY).action == ScanAction.NONE
+
+
+def test_compensation_describes_its_failure() -> None:
+    c = Compensation("cancel_warmup", "10.0.0.5")
+    assert c.describe() == "cancel_warmup 10.0.0.5"
+    c.problem = "10.0.0.5 is warming (week_1) with quota 50"
+    assert c.describe() == "cancel_warmup 10.0.0.5 FAILED: 10.0.0.5 is warming (week_1) with quota 50"
