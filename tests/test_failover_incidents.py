@@ -21,13 +21,17 @@ from temporalio.exceptions import ApplicationError
 
 from activities.blocklists import ListedEntry, ScanReport, ScanRequest, TargetReport
 from activities.db import session_scope
-from activities.failover import EvidenceRequest, StartSagaRequest, collect_breaker_evidence, evaluate_scan, start_saga
-from activities.mta.requests import DeployPoolRequest, deploy_tenant_pool
-from models.failover import FailoverDecision, Listing, ScanAction, saga_id
+from activities.failover import EvidenceRequest, collect_breaker_evidence, evaluate_scan
+from client.failovers import start_saga
+from client.relay import deploy_tenant_pool
+from models.deploys import DeployPoolRequest
+from models.failover import Listing, ScanAction, saga_id
+from models.failover_contracts import FailoverDecision, FailoverInput, SagaState, StartSagaRequest
 from models.failover_tables import BlocklistScanRun
+from models.scan_contracts import ScanInput, ScanSummary
 from tests import failover_support as fs
-from workflows.blocklist_scan import BlocklistScanWorkflow, ScanInput, ScanSummary
-from workflows.failover import FailoverInput, FailoverSaga, SagaState
+from workflows.blocklist_scan import BlocklistScanWorkflow
+from workflows.failover import FailoverSaga
 
 LISTED = "127.0.40.11"
 # A tenant of 25 sending IPs and two standbys: five listings are 20%, within the default blast radius.

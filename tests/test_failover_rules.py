@@ -9,8 +9,6 @@ import pytest
 from models.failover import (
     BreakerEvidence,
     BreakerPolicy,
-    Compensation,
-    FailoverDecision,
     IpScanState,
     Listing,
     QuarantinePolicy,
@@ -21,7 +19,6 @@ from models.failover import (
     blast_radius_hold,
     blast_radius_limit,
     circuit_breaker,
-    decision_problem,
     failover_summary,
     quarantine_verdict,
     saga_id,
@@ -30,6 +27,7 @@ from models.failover import (
     tenant_scan_decisions,
     with_same_scan,
 )
+from models.failover_contracts import Compensation, FailoverDecision, decision_problem
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 POLICY = QuarantinePolicy(days=7, max_extensions=3)
