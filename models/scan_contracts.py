@@ -33,3 +33,5 @@ class ScanSummary:
     retired: list[str] = field(default_factory=list)
     rewarming: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: Tenants' pools deployed because a running, unfinished failover was joined ("tenant: host generation").
+    deployed: list[str] = field(default_factory=list)

@@ -392,3 +392,41 @@ async def test_stale_answer_is_refused(temporal_local, sqlite_url: str) -> None:
         final = await _state(client, handle.id)
     assert final.decision == "approved" and final.standby == "127.0.40.21"
     await fs.end_workflow(client, "warmup/fo-a/127.0.40.21")
+
+
+async def test_scan_takes_a_held_sagas_ip_out_of_a_stale_pool(temporal_time_skipping, sqlite_url: str) -> None:
+    """A saga started on the earlier code held with its quarantined IP still in the pool (no deploy after step
+    1). Simulated: the pool is redeployed from an inventory where the IP still sent, then the database is put
+    back. The next scan joins the held saga and deploys the tenant's pool: the MTA agrees with the database."""
+    from client.deploys import request_deploy
+    from models.tables import SendingIp
+
+    url = sqlite_url
+    fs.seed(url)
+    fs.add_stats(url, "127.0.40.12", sent=10_000, complaints=50)
+    wid = saga_id("fo-a", LISTED)
+    client = temporal_time_skipping.client
+
+    def set_status(status: str, quota: int) -> None:
+        with session_scope(url) as s:
+            ip = s.exec(select(SendingIp).where(SendingIp.address == LISTED)).one()
+            ip.status, ip.daily_quota, ip.weight = status, quota, min(quota, 100)  # type: ignore[assignment]
+            s.add(ip)
+
+    async with fs.engine_worker(client, [_fake_scan({LISTED})]) as queue:
+        await start_saga(client, StartSagaRequest("fo-a", LISTED, [Listing("zen.test", LISTED)], "test"), queue)
+        with temporal_time_skipping.auto_time_skipping_disabled():
+            await fs.wait_for(client.get_workflow_handle(wid), lambda s: s["held"])
+            set_status("active", 10_000)
+            await request_deploy(client, fs.HOST, "as the earlier code left it", "test", queue)
+            set_status("quarantine", 0)
+            assert LISTED in fs.bound_addresses() and fs.bound_addresses() != sending(url)
+        summary = await _scan(temporal_time_skipping, queue)
+        assert summary.sagas == [wid] and summary.deployed and not summary.problems
+        assert LISTED not in fs.bound_addresses() and fs.bound_addresses() == sending(url)
+        handle = client.get_workflow_handle(wid)
+        state = await handle.query("state")
+        assert state["held"] and state["detections"] == 2  # the scan joined the running saga
+        with temporal_time_skipping.auto_time_skipping_disabled():
+            await handle.execute_update(FailoverSaga.deny, FailoverDecision("no", state["run_id"]))
+        assert (await _state(client, wid)).decision == "denied"

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.alerts import Alert
     from activities.blocklists import ScanReport, ScanRequest, ScanTarget
     from activities.failover import EvaluateRequest, QuarantineAction
+    from models.deploys import DeployOutcome, DeployPoolRequest
     from models.failover import ScanAction, ScanDecision
     from models.failover_contracts import StartSagaRequest, StartSagaResult
     from models.scan_contracts import ScanInput, ScanSummary
@@ -46,6 +47,8 @@ class BlocklistScanWorkflow:
     def __init__(self) -> None:
         self._summary = ScanSummary()
         self._phase = "starting"
+        #: Tenants with a quarantined IP whose running saga this scan joined: their pool is deployed once.
+        self._converge: set[str] = set()
 
     @workflow.query
     def summary(self) -> ScanSummary:
@@ -81,6 +84,20 @@ class BlocklistScanWorkflow:
                 await self._act(d, wid)
             except ActivityError as err:
                 s.problems.append(f"{d.address} {d.action.value}: {err.cause or err}")
+        for tenant in sorted(self._converge):
+            # A saga that started on earlier code may hold with its quarantined IP still in the pool: deploy
+            # the newest inventory (a no-op when the MTA already agrees with the database).
+            try:
+                out: DeployOutcome = await workflow.execute_activity(
+                    "deploy_tenant_pool", DeployPoolRequest(tenant, "quarantined IPs of unfinished failovers out of "
+                                                            "the pool", wid),
+                    result_type=DeployOutcome, start_to_close_timeout=timedelta(minutes=15),
+                    heartbeat_timeout=timedelta(seconds=30), schedule_to_close_timeout=DB_BUDGET,
+                    retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30),
+                                             non_retryable_error_types=["DeployFailed", "UnknownTenant"]))
+                s.deployed.append(f"{tenant}: {out.host} generation {out.generation}")
+            except ActivityError as err:
+                s.problems.append(f"deploy of {tenant}'s pool: {err.cause or err}")
         if s.broken_zones:
             await self._alert(f"blocklist-scan/broken/{','.join(sorted(b.zone for b in report.broken))}",
                               "Blocklist zones failed their self-test",
@@ -109,6 +126,8 @@ class BlocklistScanWorkflow:
                 result_type=StartSagaResult, start_to_close_timeout=DB_TIMEOUT, schedule_to_close_timeout=DB_BUDGET,
                 retry_policy=DB_RETRY)
             s.sagas.append(res.workflow_id)
+            if res.joined and d.action == ScanAction.RESUME_SAGA:
+                self._converge.add(d.tenant)
         elif d.action in (ScanAction.EXTEND, ScanAction.RETIRE, ScanAction.REST_AND_REWARM):
             changed: bool = await workflow.execute_activity(
                 "blocklist_quarantine_action", QuarantineAction(d.address, d.action.value, list(d.listings), wid),
