@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -215,3 +217,30 @@ async def wait_for(handle: WorkflowHandle[Any, Any], predicate: Callable[[Any], 
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not reached; state: {state}")
         await asyncio.sleep(0.1)
+
+
+DATA = Path(__file__).resolve().parent / "data"
+# Set EMAIL_ENGINE_RECORD_HISTORIES=1 to rewrite the committed histories (after an intended change).
+RECORD = os.environ.get("EMAIL_ENGINE_RECORD_HISTORIES") == "1"
+
+
+async def keep_history(client: Any, workflow_id: str, name: str) -> None:
+    if RECORD:
+        history = await client.get_workflow_handle(workflow_id).fetch_history()
+        (DATA / f"failover-history-{name}.json").write_text(_scrub(json.loads(history.to_json())))
+
+
+def _scrub(node: Any) -> str:
+    """Stack traces name this machine's paths: dropped from committed histories (replay ignores them)."""
+    def walk(n: Any) -> None:
+        if isinstance(n, dict):
+            for k in n:
+                if k == "stackTrace":
+                    n[k] = ""
+                else:
+                    walk(n[k])
+        elif isinstance(n, list):
+            for x in n:
+                walk(x)
+    walk(node)
+    return json.dumps(node, indent=1)

@@ -30,6 +30,7 @@ from models.failover_contracts import FailoverDecision, FailoverInput, SagaState
 from models.failover_tables import BlocklistScanRun
 from models.scan_contracts import ScanInput, ScanSummary
 from tests import failover_support as fs
+from tests.failover_support import keep_history
 from workflows.blocklist_scan import BlocklistScanWorkflow
 from workflows.failover import FailoverSaga
 
@@ -212,6 +213,7 @@ async def test_zone_listing_a_whole_tenant_quarantines_nothing(temporal_time_ski
             for wid in rest:
                 await client.get_workflow_handle(wid).execute_update(FailoverSaga.deny, "the zone is broken")
         results = {wid: await _state(client, wid) for wid in states}
+        await keep_history(client, first, "v2-blast-approved")
     approved = results[first]
     assert approved.decision == "approved" and approved.standby == "127.0.40.21"
     assert fs.statuses(url)[approved.address] == "quarantine"
@@ -306,6 +308,7 @@ async def test_failed_compensation_is_reported_with_the_state_it_left(temporal_t
             await client.execute_workflow(FailoverSaga.run, FailoverInput("fo-a", LISTED, [Listing("zen.test",
                                           LISTED)]), id=wid, task_queue=queue)
         state = await client.get_workflow_handle(wid).query(FailoverSaga.state)
+        await keep_history(client, wid, "v2-compensation-failed")
         await fs.end_workflow(client, "warmup/fo-a/127.0.40.21")
     assert "compensation FAILED" in str(exc.value.cause)
     assert state.status == "failed" and state.failed_step == "deploy (deploy_tenant_pool)"

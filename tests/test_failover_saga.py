@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +21,7 @@ from models.deploys import DeployPoolRequest
 from models.failover import Listing, saga_id
 from models.failover_contracts import FailoverInput, SagaState, StartSagaRequest
 from tests import failover_support as fs
+from tests.failover_support import DATA, keep_history
 from workflows.failover import FailoverSaga
 
 LISTED = "127.0.40.11"
@@ -32,31 +30,6 @@ ZEN = Listing(zone="zen.test", target=LISTED, code="127.0.0.2", meaning="SBL",
 
 
 WARMUP: list[Any] = []  # the warmup feature's start/cancel activities come from workers.registry
-DATA = Path(__file__).resolve().parent / "data"
-# Set EMAIL_ENGINE_RECORD_HISTORIES=1 to rewrite the committed histories (after an intended change).
-RECORD = os.environ.get("EMAIL_ENGINE_RECORD_HISTORIES") == "1"
-
-
-async def keep_history(client: Any, workflow_id: str, name: str) -> None:
-    if RECORD:
-        history = await client.get_workflow_handle(workflow_id).fetch_history()
-        (DATA / f"failover-history-{name}.json").write_text(_scrub(json.loads(history.to_json())))
-
-
-def _scrub(node: Any) -> str:
-    """Stack traces name this machine's paths: dropped from committed histories (replay ignores them)."""
-    def walk(n: Any) -> None:
-        if isinstance(n, dict):
-            for k in n:
-                if k == "stackTrace":
-                    n[k] = ""
-                else:
-                    walk(n[k])
-        elif isinstance(n, list):
-            for x in n:
-                walk(x)
-    walk(node)
-    return json.dumps(node, indent=1)
 
 
 def _inp(address: str = LISTED, tenant: str = "fo-a") -> FailoverInput:
@@ -107,7 +80,7 @@ async def test_happy_path(temporal_time_skipping, seeded: str) -> None:
     url, alerts = seeded, fs.AlertLog()
     async with fs.engine_worker(temporal_time_skipping.client, [alerts.activity(), *WARMUP]) as queue:
         state = await _run(temporal_time_skipping, queue, _inp())
-        await keep_history(temporal_time_skipping.client, saga_id("fo-a", LISTED), "automatic")
+        await keep_history(temporal_time_skipping.client, saga_id("fo-a", LISTED), "v2-automatic")
     wid = saga_id("fo-a", LISTED)
     assert state.status == "completed" and state.decision == "automatic"
     assert state.standby == "127.0.40.21"  # numeric order among equal candidates
@@ -154,7 +127,7 @@ async def test_breaker_holds_then_approve(temporal_time_skipping, seeded: str) -
             assert await handle.execute_update(FailoverSaga.approve, "checked the sender") == \
                 "approved: checked the sender"
         state = await handle.result()
-        await keep_history(client, handle.id, "approved")
+        await keep_history(client, handle.id, "v2-approved")
     assert state.decision == "approved" and state.standby == "127.0.40.21"
     assert fs.statuses(url)["127.0.40.21"] == "warming"
     assert any("approved: checked the sender" in r for r in _actors(url, LISTED, handle.id))
@@ -275,7 +248,7 @@ async def test_failure_at_each_step_is_compensated(temporal_time_skipping, db_ur
         with pytest.raises(WorkflowFailureError) as exc:
             await _run(temporal_time_skipping, queue, _inp())
         if step == "deploy_tenant_pool":
-            await keep_history(temporal_time_skipping.client, wid, "compensated")
+            await keep_history(temporal_time_skipping.client, wid, "v2-compensated")
     assert "compensated" in str(exc.value.cause)
     st = fs.statuses(url)
     assert st["127.0.40.21"] == st["127.0.40.22"] == "standby"  # no standby left activated
@@ -323,14 +296,15 @@ async def test_deploy_and_redeploy_failing_leaves_the_ip_out_and_says_so(tempora
 
 
 def test_replays_recorded_histories() -> None:
-    """Histories recorded from earlier code (tests/data/failover-history-*.json: automatic, held then approved
-    with a str reason, compensated after a failed deploy) replay on today's saga: a saga running across an
-    upgrade continues instead of failing with a nondeterminism error."""
+    """Histories recorded from the earlier code (tests/data/failover-history-v1-*.json: automatic, held then
+    approved with a str reason, compensated after a failed deploy; no deploy after step 1, no patch marker)
+    and from today's (v2-*: the same, a blast-radius hold approved, a failed compensation) replay on today's
+    saga: a saga running across an upgrade continues instead of failing with a nondeterminism error."""
     from temporalio.client import WorkflowHistory
     from temporalio.worker import Replayer
 
     files = sorted(DATA.glob("failover-history-*.json"))
-    assert len(files) >= 3
+    assert len([f for f in files if '-v1-' in f.name]) >= 3
     replayer = Replayer(workflows=[FailoverSaga])
     for f in files:
         asyncio.run(replayer.replay_workflow(WorkflowHistory.from_json(f.stem, f.read_text())))
