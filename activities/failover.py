@@ -262,17 +262,21 @@ class AuditRequest:
     address: str
     reason: str
     actor: str
+    #: The saga run writing the row: a later run of the same saga id writes its own rows (the id is reused).
+    run_id: str = ""
 
 
 def audit_step(req: AuditRequest, url: str | None = None) -> None:
     """An audit row for a step that changes no status (decision, deploy, compensation). A retried
-    activity does not write the same row twice."""
+    activity does not write the same row twice; a later run of the same saga id writes its own."""
+    reason = f"{req.reason[:1000]} [run {req.run_id[:8]}]" if req.run_id else req.reason[:1024]
     with session_scope(url) as session:
         ip = _ip(session, req.address)
-        dup = session.exec(select(StatusChange.id).where(StatusChange.ip_id == ip.id, StatusChange.actor == req.actor,
-                                                         StatusChange.reason == req.reason[:1024])).first()
+        stmt = select(StatusChange.id).where(StatusChange.ip_id == ip.id, StatusChange.actor == req.actor,
+                                             StatusChange.reason == reason)
+        dup = session.exec(stmt).first()
         if dup is None:
-            _audit(session, ip, ip.status.value, ip.warmup_phase.value if ip.warmup_phase else None, req.reason,
+            _audit(session, ip, ip.status.value, ip.warmup_phase.value if ip.warmup_phase else None, reason,
                    req.actor)
 
 
@@ -297,7 +301,7 @@ def finish_failover(req: FinishRequest, url: str | None = None) -> int:
             session.add(ev)
         for claim in session.exec(select(StandbyClaim).where(StandbyClaim.workflow_id == req.workflow_id)):
             session.delete(claim)
-        run = f" [run {req.run_id}]" if req.run_id else ""
+        run = f" [run {req.run_id[:8]}]" if req.run_id else ""
         reason = f"failover step 6: {req.outcome[:1024 - 60]}{run}"[:1024]
         if session.exec(select(StatusChange.id).where(StatusChange.ip_id == ip.id, StatusChange.actor ==
                                                       req.workflow_id, StatusChange.reason == reason)).first() is None:

@@ -287,6 +287,8 @@ async def test_saga_stopped_without_outcome_is_run_again(temporal_time_skipping,
         final = await _state(client, wid)
     assert final.status == "completed" and final.standby == "127.0.40.21"
     assert len(outcome_rows(url, LISTED)) == 1 and fs.bound_addresses() == sending(url)
+    held = [r for r in fs.audit(url, LISTED) if r.reason.startswith("failover step 2: circuit breaker held")]
+    assert len(held) == 2  # each run writes its own decision row, even with the same text
 
 
 async def test_failed_compensation_is_reported_with_the_state_it_left(temporal_time_skipping,

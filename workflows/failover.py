@@ -191,7 +191,9 @@ class FailoverSaga:
                                                schedule_to_close_timeout=budget, retry_policy=DB_RETRY)
 
     async def _audit(self, reason: str) -> None:
-        await self._db("failover_audit", AuditRequest(self._state.address, reason, self._state.workflow_id))
+        st = self._state
+        run = st.run_id if self._v2 else ""
+        await self._db("failover_audit", AuditRequest(st.address, reason, st.workflow_id, run))
 
     async def _alert(self, key: str, title: str, body: str, severity: str,
                      actions: list[AlertAction] | None = None) -> None:
