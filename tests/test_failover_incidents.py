@@ -199,6 +199,9 @@ async def test_zone_listing_a_whole_tenant_quarantines_nothing(temporal_time_ski
             # nothing quarantined, nothing recorded, the pool untouched; an urgent alert per IP with the evidence
             assert fs.statuses(url) == before
             assert all(fs.events(url, a) == [] for a in whole)
+            summary_alert = [a for a in alerts.alerts if "/blast-radius/fo-a" in a.key]
+            assert len(summary_alert) == 1 and summary_alert[0].severity == "critical"
+            assert "4 IPs of fo-a" in summary_alert[0].title and "zen.test" in summary_alert[0].body
             held = [a for a in alerts.alerts if a.key.endswith("/held")]
             assert len(held) == 4 and {a.severity for a in held} == {"critical"}
             assert all("blast radius: this scan lists 4 of the tenant's 4 sending IPs" in a.body

@@ -84,6 +84,7 @@ class BlocklistScanWorkflow:
                 await self._act(d, wid)
             except ActivityError as err:
                 s.problems.append(f"{d.address} {d.action.value}: {err.cause or err}")
+        await self._blast_radius_alerts(decisions, wid)
         for tenant in sorted(self._converge):
             # A saga that started on earlier code may hold with its quarantined IP still in the pool: deploy
             # the newest inventory (a no-op when the MTA already agrees with the database).
@@ -106,6 +107,22 @@ class BlocklistScanWorkflow:
             await self._alert(f"{wid}/problems", "Blocklist scan: actions failed", "\n".join(s.problems), "critical")
         self._phase = "done"
         return s
+
+    async def _blast_radius_alerts(self, decisions: list[ScanDecision], wid: str) -> None:
+        """One urgent summary per tenant over its blast radius (each held saga also alerts, with buttons)."""
+        held: dict[str, list[ScanDecision]] = {}
+        for d in decisions:
+            if d.blast_radius:
+                held.setdefault(d.tenant, []).append(d)
+        for tenant, ds in sorted(held.items()):
+            zones = sorted({lst.zone for d in ds for lst in d.listings})
+            await self._alert(f"{wid}/blast-radius/{tenant}",
+                              f"Blast radius: {len(ds)} IPs of {tenant} listed by one scan, none quarantined",
+                              "\n".join([ds[0].blast_radius or "", f"Zones: {', '.join(zones)}",
+                                          f"IPs: {', '.join(d.address for d in ds)}",
+                                          "Each failover is held and the IPs still send: check the zone, then "
+                                          "approve or deny each (`email-engine failover list`). No answer means "
+                                          "deny."]), "critical")
 
     async def _alert(self, key: str, title: str, body: str, severity: str) -> None:
         try:
