@@ -10,6 +10,7 @@ feature tests it against rbldnsd); failures are injected with same-named activit
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from typing import Any
 
@@ -118,7 +119,10 @@ async def test_held_saga_ip_is_out_of_the_deployed_pool(temporal_time_skipping, 
             hold = next(i for i, r in enumerate(reasons) if r.startswith("failover step 2: circuit breaker held"))
             assert out < hold  # deployed before the decision
             assert held["hold"] == "circuit breaker" and held["run_id"] == handle.result_run_id
-            assert "out of the MTA pool" in next(a for a in alerts.alerts if a.key.endswith("/held")).body
+            alert = next(a for a in alerts.alerts if a.key.endswith("/held"))
+            assert "out of the MTA pool" in alert.body
+            # its buttons name this run: pressed in a later run of the same IP, the validator refuses them
+            assert {json.loads(b.arg or "{}")["incident"] for b in alert.actions} == {handle.result_run_id}
             await handle.execute_update(FailoverSaga.deny, FailoverDecision("under review", held["run_id"]))
         state = await _state(client, handle.id)
     assert state.status == "completed" and state.decision == "denied"

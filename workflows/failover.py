@@ -31,6 +31,7 @@ outcome row when step 1 failed, no state read after a failed compensation) repla
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from typing import Any
@@ -323,8 +324,10 @@ class FailoverSaga:
         st = self._state
         st.status, st.held, st.hold, st.answer, st.approved = "held", True, kind, None, None
         self._note(kind, f"held for an operator (deny after {timeout // 3600}h {timeout % 3600 // 60}m)")
-        actions = [AlertAction("Approve", st.workflow_id, "approve", kind="update", arg="approved from the alert"),
-                   AlertAction("Deny", st.workflow_id, "deny", kind="update", arg="denied from the alert")]
+        # The buttons name this run (FailoverDecision.incident): the validator refuses them in a later run.
+        actions = [AlertAction(label, st.workflow_id, name, kind="update",
+                               arg=json.dumps({"reason": f"{verb} from the alert", "incident": st.run_id}))
+                   for label, name, verb in (("Approve", "approve", "approved"), ("Deny", "deny", "denied"))]
         if kind == "blast radius":
             state_line = (f"{st.address} is NOT quarantined and still sends. Approve to quarantine it and activate "
                           f"a standby of {st.tenant}, deny to leave it in the pool")
