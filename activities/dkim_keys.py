@@ -40,3 +40,16 @@ def public_key_der(path: Path) -> bytes | None:
     key = serialization.load_pem_private_key(data, password=None)
     return key.public_key().public_bytes(serialization.Encoding.DER,
                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def public_fingerprint(pem: bytes) -> str:
+    """`sha256:<hex>` of the public half of a PEM private key (safe to show: it is public); a file that
+    is not a private key gets `unreadable` (never its content)."""
+    import hashlib
+
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):
+        return "unreadable"
+    der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return "sha256:" + hashlib.sha256(der).hexdigest()

@@ -7,6 +7,7 @@ No I/O here. The deploy history table is models/deploy_history.py.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -156,3 +157,48 @@ class MtaDeployStatus:
     last: HostDeployResult | None = None
     #: Requests coalesced into the deploy that has not started yet.
     pending: int = 0
+
+
+# --- the switch journal (written on the host before a release switch) -----------------------------
+
+_RELEASE_LINK_RE = re.compile(r"^\.email-engine/releases/[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class SwitchJournal:
+    """What a deployer needs to undo a release switch, kept on the host from just before the switch
+    until the deploy is verified or rolled back. A deployer that lost its connection leaves it behind;
+    whoever takes the host's lock next restores the previous state from it before doing anything else.
+    The merged files' previous content is kept beside it (`backup/<file>`), present or not."""
+
+    owner: str
+    release: str
+    #: Symlink target of the previous release (`.email-engine/releases/<name>`); None: there was none.
+    previous: str | None
+    #: merged file -> whether it existed before the switch (its content is in backup/ when it did).
+    merged_present: dict[str, bool]
+    #: Content of `.email-engine/loaded` before the switch (None: absent).
+    loaded_before: str | None
+
+    def dumps(self) -> str:
+        return json.dumps({"owner": self.owner, "release": self.release, "previous": self.previous,
+                           "merged_present": self.merged_present, "loaded_before": self.loaded_before},
+                          sort_keys=True) + "\n"
+
+    @classmethod
+    def loads(cls, text: str) -> SwitchJournal:
+        """Parse and validate (the journal comes from a remote host: every path is checked)."""
+        try:
+            raw = json.loads(text)
+            j = cls(owner=str(raw["owner"]), release=str(raw["release"]), previous=raw["previous"],
+                    merged_present={str(k): bool(v) for k, v in dict(raw["merged_present"]).items()},
+                    loaded_before=raw["loaded_before"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise UnsafePath(f"unreadable switch journal: {err}") from None
+        if j.previous is not None and (not isinstance(j.previous, str) or not _RELEASE_LINK_RE.match(j.previous)):
+            raise UnsafePath(f"switch journal names an unexpected previous release {j.previous!r}")
+        if j.loaded_before is not None and not isinstance(j.loaded_before, str):
+            raise UnsafePath("switch journal: loaded_before is not text")
+        for m in j.merged_present:
+            relative_path(m)
+        return j

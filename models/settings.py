@@ -113,6 +113,8 @@ class Settings(BaseSettings):
     ssh_connect_timeout: float = Field(default=15.0, gt=0, le=300)
     #: Seconds a validate/reload/verify command may run on the MTA host.
     ssh_command_timeout: float = Field(default=120.0, gt=0, le=3600)
+    #: Seconds one SFTP request may take on the MTA host (a silent host is also dropped by keepalives).
+    ssh_io_timeout: float = Field(default=60.0, gt=0, le=3600)
     #: Releases kept on each MTA host (current and previous included).
     mta_keep_releases: int = Field(default=5, ge=2, le=100)
     #: MTA hosts (comma-separated names) that run on this machine: deployed with local files and

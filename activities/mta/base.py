@@ -46,6 +46,9 @@ from models.snapshot import FleetSnapshot
 
 #: The directory under config_dir that the engine owns completely.
 MANAGED_DIR = "email-engine"
+#: Under MANAGED_DIR: the DKIM private keys the deployer ships with each release (never rendered, never
+#: read back into a diff: secrets). Renderers point key paths here (models/mta_render/dkim_paths.py).
+DKIM_SUBDIR = "dkim"
 BLOCK_BEGIN = "# BEGIN email-engine managed block (do not edit: rendered by `email-engine mta`)"
 BLOCK_END = "# END email-engine managed block"
 
@@ -78,6 +81,9 @@ class RenderedConfig:
             if path.startswith("/") or norm != path or norm.startswith("..") or \
                     not path.startswith(MANAGED_DIR + "/"):
                 raise ValueError(f"rendered path {path!r} must be relative and under {MANAGED_DIR}/")
+            if path.startswith(f"{MANAGED_DIR}/{DKIM_SUBDIR}/"):
+                raise ValueError(f"rendered path {path!r} is under {MANAGED_DIR}/{DKIM_SUBDIR}/, which holds "
+                                 "the deployed DKIM keys")
         if not self.digest:
             object.__setattr__(self, "digest", config_digest(self.files))
 
@@ -193,10 +199,12 @@ def replace_block(text: str | None, body: str) -> str:
 
 
 async def read_back_common(backend: MtaBackendImpl, target: Target, config_dir: str) -> dict[str, str]:
-    """Default read_back: every file under MANAGED_DIR plus each merged file's block."""
+    """Default read_back: every file under MANAGED_DIR (but the DKIM keys) plus each merged file's block."""
     out: dict[str, str] = {}
     root = posixpath.join(config_dir, MANAGED_DIR)
     for rel in await target.list_files(root):
+        if rel.startswith(DKIM_SUBDIR + "/"):  # secrets: compared by the deployer, never diffed or shown
+            continue
         text = await target.read_text(posixpath.join(root, rel))
         if text is not None:
             out[f"{MANAGED_DIR}/{rel}"] = text

@@ -23,10 +23,13 @@ deploys: over SSH for an enabled host; a disabled host is only rendered to <var_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import difflib
+import logging
 import posixpath
 import shutil
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,35 +38,47 @@ from typing import Protocol
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.mta.base import MANAGED_DIR, CommandResult, MtaBackendImpl, RenderedConfig, Target, backend_for
-from activities.mta.ssh import HostKeyMismatch, SshEndpoint, SshLoginRefused, SshTarget, safe_remote_path
+from activities.mta.base import DKIM_SUBDIR, MANAGED_DIR, MtaBackendImpl, RenderedConfig, Target, backend_for
+from activities.mta.host_lock import DeployBusy as DeployBusy  # re-exported: callers catch it from here
+from activities.mta.host_lock import HostLock, LockLost, LockTarget
+from activities.mta.ssh import (
+    HostKeyMismatch,
+    SshConnectionLost,
+    SshEndpoint,
+    SshLoginRefused,
+    SshTarget,
+    SshUnavailable,
+    safe_remote_path,
+)
 from models import names
-from models.deploys import HostDeployRequest, HostDeployResult, UnsafePath, relative_path, release_name
+from models.deploys import (
+    HostDeployRequest,
+    HostDeployResult,
+    SwitchJournal,
+    UnsafePath,
+    relative_path,
+    release_name,
+)
 from models.settings import get_settings
 from models.snapshot import FleetSnapshot, MtaHostView
 
 STATE_DIR = ".email-engine"
+log = logging.getLogger(__name__)
 
 
 class DeployConfigError(Exception):
     """The target is in a state the deployer will not touch (never retried)."""
 
 
-class DeployBusy(Exception):
-    """Another deploy holds the host's deploy lock (retryable)."""
-
-
-class ReleaseTarget(Target, Protocol):
-    async def makedirs(self, path: str) -> None: ...
-    async def try_mkdir(self, path: str) -> bool: ...
-    async def age(self, path: str) -> float | None: ...
+class ReleaseTarget(LockTarget, Target, Protocol):
+    async def read_bytes(self, path: str) -> bytes | None: ...
+    async def file_status(self, path: str) -> tuple[int, int, int] | None: ...
+    async def chown(self, path: str, uid: int, gid: int) -> None: ...
+    async def chmod(self, path: str, mode: int) -> None: ...
     async def readlink(self, path: str) -> str | None: ...
     async def kind(self, path: str) -> str: ...
     async def symlink_replace(self, link_target: str, path: str) -> None: ...
     async def rename(self, src: str, dst: str) -> None: ...
-    async def rmtree(self, path: str) -> None: ...
-    async def list_dir(self, path: str) -> list[str]: ...
-    def describe(self) -> str: ...
 
 
 @dataclass
@@ -109,63 +124,229 @@ def _summary(expected: Mapping[str, str], deployed: Mapping[str, str]) -> str:
     return ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
 
 
-LOCK_STALE_AFTER = 900.0  # seconds: a lock older than any deploy can take was left by a crashed deployer
+class SwitchInterrupted(Exception):
+    """The connection to the host was lost after the release switch, before the deploy was verified or
+    rolled back. The switch journal stays on the host: reconnect and call `repair_interrupted`, or let
+    the next deploy restore the previous release first (it always does before anything else)."""
+
+    def __init__(self, message: str, owner: str):
+        super().__init__(message)
+        self.owner = owner
+
+
+class DkimKeyChangeRefused(DeployConfigError):
+    """A deploy would replace a DKIM key on the host with a different key (never retried)."""
+
+
+@dataclass(frozen=True)
+class DkimKeys:
+    """DKIM private keys shipped in the release (`email-engine/dkim/<domain>.<selector>.key`).
+
+    `files` holds secrets: never printed, logged or put in a result (repr shows names only)."""
+
+    files: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    #: file name -> sha256 fingerprint of the public key (safe to show).
+    fingerprints: Mapping[str, str] = field(default_factory=dict)
+    #: User on the MTA host that owns the key files (None: the SSH login user).
+    owner: str | None = None
+    #: Operator's explicit go-ahead to replace a deployed key by a different one (`--replace-dkim-keys`).
+    replace: bool = False
 
 
 async def deploy_release(target: ReleaseTarget, backend: MtaBackendImpl, rendered: RenderedConfig, *,
                          keep_releases: int = 5, now: Callable[[], dt.datetime] | None = None,
-                         lock_wait: float = 60.0) -> DeployReport:
-    """Deploy `rendered` to `target` (see the module docstring). Never raises for a failed validation,
-    reload or verification: those roll back and return ok=False. Raises for unusable input or target.
+                         lock_wait: float = 60.0, owner: str | None = None, keys: DkimKeys | None = None,
+                         heartbeat: Callable[[], None] | None = None) -> DeployReport:
+    """Deploy `rendered` (and `keys`) to `target` (see the module docstring). Never raises for a failed
+    validation, reload or verification: those roll back and return ok=False. Raises for unusable input
+    or target, DkimKeyChangeRefused before anything is written, and SwitchInterrupted when the
+    connection dropped after the switch (the journal on the host says how to undo it).
 
-    Deploys to one host are serialized by MtaDeployWorkflow; a lock directory on the host
-    (`.email-engine/lock`) also keeps out a concurrent `mta deploy --direct` or a second engine."""
+    Deploys to one host are serialized by MtaDeployWorkflow; the host lock (activities/mta/host_lock.py,
+    owned by `owner`) also keeps out a concurrent `mta deploy --direct` or a second engine."""
     config_dir = safe_remote_path(rendered.config_dir)
-    state = posixpath.join(config_dir, STATE_DIR)
-    lock = posixpath.join(state, "lock")
-    await target.makedirs(state)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + lock_wait
-    while not await target.try_mkdir(lock):
-        age = await target.age(lock)
-        if age is not None and age > LOCK_STALE_AFTER:
-            await target.rmtree(lock)
-            continue
-        if loop.time() >= deadline:
-            raise DeployBusy(f"another deploy holds {lock} on {target.describe()} "
-                             f"(for {age or 0:.0f}s; removed automatically after {LOCK_STALE_AFTER:.0f}s)")
-        await asyncio.sleep(1.0)
+    owner = owner or f"deployer-{uuid.uuid4()}"
+    lock = HostLock(target, posixpath.join(config_dir, STATE_DIR), owner)
+    await lock.acquire(lock_wait)
     try:
-        return await _deploy_locked(target, backend, rendered, keep_releases=keep_releases, now=now)
+        async with lock.kept_fresh(tick=heartbeat):
+            report = await _deploy_locked(target, backend, rendered, lock, keep_releases=keep_releases, now=now,
+                                          keys=keys or DkimKeys())
+            report.steps[:0] = lock.notes
+            return report
     finally:
-        await target.rmtree(lock)
+        with contextlib.suppress(SshConnectionLost):
+            if not await lock.release():
+                log.warning("deploy lock on %s was broken by another deployer while held by %s; "
+                            "left its successor's lock alone", target.describe(), owner)
 
 
-async def _deploy_locked(target: ReleaseTarget, backend: MtaBackendImpl, rendered: RenderedConfig, *,
-                         keep_releases: int, now: Callable[[], dt.datetime] | None) -> DeployReport:
+JOURNAL = "switch"
+BACKUP_DIR = "backup"
+
+
+async def _restore(target: ReleaseTarget, backend: MtaBackendImpl, config_dir: str, journal: SwitchJournal,
+                   steps: list[str]) -> list[str]:
+    """Put back what the journal recorded (symlink, merged files) and reload. Returns reload problems."""
+    managed = posixpath.join(config_dir, MANAGED_DIR)
+    state = posixpath.join(config_dir, STATE_DIR)
+    if journal.previous is not None:
+        await target.symlink_replace(journal.previous, managed)
+    else:
+        await target.remove(managed)
+    for m, present in sorted(journal.merged_present.items()):
+        if m not in backend.merged_files:
+            raise UnsafePath(f"switch journal names {m!r}, which is not one of the backend's merged files")
+        path = posixpath.join(config_dir, m)
+        if present:
+            old = await target.read_text(posixpath.join(state, BACKUP_DIR, m))
+            if old is None:
+                raise DeployConfigError(f"the backup of {m} for the interrupted switch is missing on "
+                                        f"{target.describe()}: restore {path} by hand")
+            await target.write_text(path, old)
+        else:
+            await target.remove(path)
+    previous = posixpath.basename(journal.previous) if journal.previous else None
+    steps.append(f"restored {'release ' + previous if previous else 'no managed config'}"
+                 f" and {', '.join(journal.merged_present) or 'no merged files'}")
+    problems = []
+    for argv in backend.reload_commands(config_dir):
+        res = await target.run(argv)
+        steps.append(f"reload after rollback: {_short(res.describe())}")
+        if not res.ok:
+            problems.append(_short(res.describe()))
+    return problems
+
+
+async def _finish_journal(target: ReleaseTarget, config_dir: str) -> None:
+    state = posixpath.join(config_dir, STATE_DIR)
+    await target.remove(posixpath.join(state, JOURNAL))
+    await target.rmtree(posixpath.join(state, BACKUP_DIR))
+
+
+async def _repair_leftover(target: ReleaseTarget, backend: MtaBackendImpl, config_dir: str,
+                           steps: list[str]) -> bool:
+    """Undo a switch a deployer left unfinished (journal on the host). True if there was one."""
+    state = posixpath.join(config_dir, STATE_DIR)
+    text = await target.read_text(posixpath.join(state, JOURNAL))
+    if text is None:
+        return False
+    journal = SwitchJournal.loads(text)
+    steps.append(f"found an interrupted switch to release {journal.release} ({journal.owner}): "
+                 "restoring the previous release first")
+    problems = await _restore(target, backend, config_dir, journal, steps)
+    if not problems and journal.loaded_before is not None:
+        await target.write_text(posixpath.join(state, "loaded"), journal.loaded_before)
+    await _finish_journal(target, config_dir)
+    if problems:
+        steps.append("WARNING: reloading the restored release failed: " + "; ".join(problems))
+    return True
+
+
+async def repair_interrupted(target: ReleaseTarget, backend: MtaBackendImpl, config_dir: str, owner: str,
+                             lock_wait: float = 60.0) -> list[str]:
+    """After SwitchInterrupted: reconnected, take the lock (ours: reclaimed) and restore the previous
+    release from the journal. Returns the steps taken."""
+    config_dir = safe_remote_path(config_dir)
+    lock = HostLock(target, posixpath.join(config_dir, STATE_DIR), owner)
+    await lock.acquire(lock_wait)
+    steps = list(lock.notes)
+    try:
+        if not await _repair_leftover(target, backend, config_dir, steps):
+            steps.append("no interrupted switch left on the host")
+    finally:
+        await lock.release()
+    return steps
+
+
+async def _deployed_keys(target: ReleaseTarget, config_dir: str, keys: DkimKeys,
+                         uid_gid: tuple[int, int] | None) -> tuple[list[str], bool]:
+    """(names whose deployed key differs from ours, whether the deployed key set is exactly ours with
+    mode 0600 and the right owner). Keys are compared by public key, never shown."""
+    from activities.dkim_keys import public_fingerprint
+
+    directory = posixpath.join(config_dir, MANAGED_DIR, DKIM_SUBDIR)
+    on_host = await target.list_files(directory)
+    changed, exact = [], set(on_host) == set(keys.files)
+    for name in sorted(set(on_host) & set(keys.files)):
+        path = posixpath.join(directory, name)
+        data = await target.read_bytes(path)
+        if data == keys.files[name]:
+            st = await target.file_status(path)
+            exact = exact and st is not None and st[0] == 0o600 and (uid_gid is None or st[1:] == uid_gid)
+            continue
+        exact = False
+        if data is None or public_fingerprint(data) != keys.fingerprints[name]:
+            changed.append(name)
+    return changed, exact
+
+
+async def _owner_ids(target: ReleaseTarget, user: str) -> tuple[int, int]:
+    ids = []
+    for flag in ("-u", "-g"):
+        res = await target.run(["id", flag, "--", user])
+        if not res.ok or not res.stdout.strip().isdigit():
+            raise DeployConfigError(f"MTA user {user!r} (mta_user) does not exist on {target.describe()}: "
+                                    f"{_short(res.describe())}")
+        ids.append(int(res.stdout.strip()))
+    return ids[0], ids[1]
+
+
+async def _stage_keys(target: ReleaseTarget, staging: str, keys: DkimKeys,
+                      uid_gid: tuple[int, int] | None) -> None:
+    directory = posixpath.join(staging, DKIM_SUBDIR)
+    await target.makedirs(directory)
+    await target.chmod(directory, 0o700)
+    for name, data in sorted(keys.files.items()):
+        path = posixpath.join(directory, relative_path(name))
+        await target.write_bytes(path, data, 0o600)
+        if uid_gid is not None:
+            await target.chown(path, *uid_gid)
+    if uid_gid is not None:
+        await target.chown(directory, *uid_gid)
+
+
+async def _deploy_locked(target: ReleaseTarget, backend: MtaBackendImpl, rendered: RenderedConfig,
+                         lock: HostLock, *, keep_releases: int, now: Callable[[], dt.datetime] | None,
+                         keys: DkimKeys) -> DeployReport:
     config_dir = safe_remote_path(rendered.config_dir)
     for path in rendered.files:
         relative_path(path)
     for merged in backend.merged_files:
         relative_path(merged)
+    for name in keys.files:
+        relative_path(name)
     managed = posixpath.join(config_dir, MANAGED_DIR)
     state = posixpath.join(config_dir, STATE_DIR)
     releases = posixpath.join(state, "releases")
     report = DeployReport(ok=False, changed=False, digest=rendered.digest, message="", target=target.describe())
     steps = report.steps
+    await _repair_leftover(target, backend, config_dir, steps)
 
+    uid_gid = await _owner_ids(target, keys.owner) if keys.owner and keys.files else None
+    changed_keys, keys_in_place = await _deployed_keys(target, config_dir, keys, uid_gid)
+    if changed_keys and not keys.replace:
+        raise DkimKeyChangeRefused(
+            f"refusing to replace the DKIM key{'s' if len(changed_keys) > 1 else ''} "
+            f"{', '.join(changed_keys)} on {target.describe()}: the engine's key differs from the deployed one "
+            f"(new public key {', '.join(keys.fingerprints[n] for n in changed_keys)}); mail signed with the "
+            "old key fails DKIM until DNS publishes the new one. Nothing was changed. If the key change is "
+            "intended, deploy with `email-engine mta deploy --replace-dkim-keys`.")
     expected = backend.expected_read_back(rendered)
     before = await backend.read_back(target, config_dir)
     # `loaded` names the digest the MTA was last reloaded with; it is removed before a switch and written
     # after a verified reload, so a deployer that died between the two never leaves a "no-op" behind.
     loaded_path = posixpath.join(state, "loaded")
     loaded_before = await target.read_text(loaded_path)
-    if before == expected and (loaded_before or "").split()[-1:] == [rendered.digest]:
+    if before == expected and keys_in_place and (loaded_before or "").split()[-1:] == [rendered.digest]:
         report.ok, report.message = True, f"unchanged: {target.describe()} already runs digest {rendered.digest[:12]}"
         steps.append("read back: identical to the render and loaded; nothing to do")
         return report
     steps.append(f"read back: differs in {_summary(expected, before)}" if before != expected
+                 else "read back: DKIM keys differ from the engine's" if not keys_in_place
                  else "read back: files match the render but were never confirmed loaded")
+    if changed_keys:
+        steps.append(f"replacing DKIM keys {', '.join(changed_keys)} (operator flag --replace-dkim-keys)")
 
     existing = {m: await target.read_text(posixpath.join(config_dir, m)) for m in backend.merged_files}
     new_merged = backend.materialize(rendered, existing)
@@ -203,33 +384,24 @@ async def _deploy_locked(target: ReleaseTarget, backend: MtaBackendImpl, rendere
         for path, text in sorted(uploads.items()):
             await target.write_text(path, text)
     await target.makedirs(staging)  # an empty render still publishes an (empty) release
+    if keys.files:
+        await _stage_keys(target, staging, keys, uid_gid)
     await target.rename(staging, posixpath.join(releases, release))
-    steps.append(f"uploaded {len(rendered.files)} files as release {release}")
+    steps.append(f"uploaded {len(rendered.files)} files"
+                 + (f" and {len(keys.files)} DKIM keys (0600)" if keys.files else "") + f" as release {release}")
 
-    async def rollback(reason: str, result: CommandResult | None) -> DeployReport:
-        detail = f"{reason}: {_short(result.describe(), 1000)}" if result else reason
+    journal = SwitchJournal(owner=lock.owner, release=release, previous=previous,
+                            merged_present={m: existing[m] is not None for m in backend.merged_files},
+                            loaded_before=loaded_before)
+
+    async def rollback(detail: str) -> DeployReport:
         steps.append(f"FAILED {detail}; rolling back")
-        if previous is not None:
-            await target.symlink_replace(previous, managed)
-        else:
-            await target.remove(managed)
-        for m, old in existing.items():
-            if old is None:
-                await target.remove(posixpath.join(config_dir, m))
-            elif new_merged.get(m) != old:
-                await target.write_text(posixpath.join(config_dir, m), old)
-        steps.append(f"restored {'release ' + posixpath.basename(previous) if previous else 'no managed config'}"
-                     f" and {', '.join(existing) or 'no merged files'}")
-        reload_problems = []
-        for argv in backend.reload_commands(config_dir):
-            res = await target.run(argv)
-            steps.append(f"reload after rollback: {_short(res.describe())}")
-            if not res.ok:
-                reload_problems.append(_short(res.describe()))
+        reload_problems = await _restore(target, backend, config_dir, journal, steps)
         restored = await backend.read_back(target, config_dir)
         restored_ok = restored == before
         if restored_ok and not reload_problems and loaded_before is not None:
             await target.write_text(loaded_path, loaded_before)
+        await _finish_journal(target, config_dir)
         report.rolled_back = True
         report.message = (f"{detail}. The previous configuration was restored"
                           + (" and reloaded." if not reload_problems else
@@ -238,30 +410,53 @@ async def _deploy_locked(target: ReleaseTarget, backend: MtaBackendImpl, rendere
                              + _summary(before, restored)))
         return report
 
-    # Switch: one atomic rename of the symlink, then the merged files (each written atomically).
-    await target.remove(loaded_path)
-    await target.symlink_replace(f"{STATE_DIR}/releases/{release}", managed)
-    for m, text in sorted(new_merged.items()):
-        if existing.get(m) != text:
-            await target.write_text(posixpath.join(config_dir, m), text)
-    steps.append(f"switched {managed} to release {release}")
-    report.changed = True
+    try:
+        # The journal (and the merged files' backups) go to the host BEFORE the switch: whoever holds the
+        # lock next can undo a switch whose deployer vanished.
+        for m, old in existing.items():
+            if old is not None:
+                await target.write_text(posixpath.join(state, BACKUP_DIR, m), old)
+        await target.write_text(posixpath.join(state, JOURNAL), journal.dumps())
+        if not await lock.still_held():
+            await _finish_journal(target, config_dir)
+            raise LockLost(f"the deploy lock on {target.describe()} was broken by another deployer before the "
+                           f"switch to {release}; nothing was switched")
+        # Switch: one atomic rename of the symlink, then the merged files (each written atomically).
+        await target.remove(loaded_path)
+        await target.symlink_replace(f"{STATE_DIR}/releases/{release}", managed)
+        report.changed = True
+        for m, text in sorted(new_merged.items()):
+            if existing.get(m) != text:
+                await target.write_text(posixpath.join(config_dir, m), text)
+        steps.append(f"switched {managed} to release {release}")
 
-    for label, commands in (("validation failed", backend.validate_commands(config_dir)),
-                            ("reload failed", backend.reload_commands(config_dir)),
-                            ("verification failed", backend.verify_commands(config_dir))):
-        for argv in commands:
-            res = await target.run(argv)
-            steps.append(_short(res.describe()))
-            if not res.ok:
-                return await rollback(label, res)
+        for label, commands in (("validation failed", backend.validate_commands(config_dir)),
+                                ("reload failed", backend.reload_commands(config_dir)),
+                                ("verification failed", backend.verify_commands(config_dir))):
+            for argv in commands:
+                res = await target.run(argv)
+                steps.append(_short(res.describe()))
+                if not res.ok:
+                    return await rollback(f"{label}: {_short(res.describe(), 1000)}")
 
-    after = await backend.read_back(target, config_dir)
-    if after != expected:
-        return await rollback(f"verification failed: deployed files differ from the render in "
-                              f"{_summary(expected, after)}", None)
-    steps.append(f"verified: read back equals the render (digest {rendered.digest[:12]})")
-    await target.write_text(loaded_path, f"{release} {rendered.digest}\n")
+        after = await backend.read_back(target, config_dir)
+        if after != expected:
+            return await rollback(f"verification failed: deployed files differ from the render in "
+                                  f"{_summary(expected, after)}")
+        steps.append(f"verified: read back equals the render (digest {rendered.digest[:12]})")
+        await target.write_text(loaded_path, f"{release} {rendered.digest}\n")
+        await _finish_journal(target, config_dir)
+    except SshConnectionLost as err:  # the journal stays on the host: a reconnect (or the next deploy) repairs
+        raise SwitchInterrupted(str(err), lock.owner) from None
+    except LockLost:
+        raise
+    except asyncio.CancelledError:
+        # Cancelled (heartbeat timeout, worker shutdown): put the previous release back, then stop.
+        await asyncio.shield(rollback("the deploy was cancelled after the switch"))
+        raise
+    except Exception as err:
+        log.exception("unexpected error after the switch to %s on %s", release, target.describe())
+        return await rollback(f"unexpected error after the switch: {type(err).__name__}: {_short(str(err))}")
 
     # Keep the newest releases (and always the current and previous one).
     keep = {release, posixpath.basename(previous) if previous else ""}
@@ -337,6 +532,55 @@ def record_deploy(req: HostDeployRequest, result: HostDeployResult) -> None:
             target=result.target[:1024], reason=req.reason[:1024], actor=req.actor[:255]))
 
 
+def _deployer_owner() -> str:
+    """The lock owner: stable across the attempts of one activity (a retry reclaims its own lock and
+    repairs what it left), unique otherwise."""
+    try:
+        info = activity.info()
+    except RuntimeError:
+        return f"cli-deploy-{uuid.uuid4()}"
+    return f"{info.workflow_id or 'no-workflow'}/activity-{info.activity_id}"
+
+
+async def deploy_over_ssh(endpoint: SshEndpoint, backend: MtaBackendImpl, rendered: RenderedConfig, *,
+                          owner: str, keys: DkimKeys | None = None, keep_releases: int = 5,
+                          heartbeat: Callable[[], None] | None = None, reconnect_attempts: int = 4,
+                          reconnect_delay: float = 2.0) -> DeployReport:
+    """deploy_release over a fresh connection. A connection lost after the switch is repaired at once:
+    reconnect (a few attempts, backing off) and restore the previous release from the host's journal.
+    If the host stays unreachable, SshUnavailable says so; the next deploy repairs it first."""
+    try:
+        async with SshTarget(endpoint) as target:
+            return await deploy_release(target, backend, rendered, keep_releases=keep_releases, owner=owner,
+                                        keys=keys, heartbeat=heartbeat)
+    except SwitchInterrupted as err:
+        lost = err
+    delay, last = reconnect_delay, ""
+    for _ in range(reconnect_attempts):
+        await asyncio.sleep(delay)
+        if heartbeat is not None:
+            heartbeat()
+        try:
+            async with SshTarget(endpoint) as target:
+                steps = await repair_interrupted(target, backend, rendered.config_dir, owner)
+        except (SshUnavailable, DeployBusy) as again:
+            last, delay = str(again), delay * 2
+            continue
+        if "no interrupted switch left on the host" in steps:  # lost while writing the journal: not switched
+            return DeployReport(ok=False, changed=False, digest=rendered.digest, target=endpoint.describe(),
+                                message=f"connection lost before the switch: {lost}. Nothing was switched.",
+                                steps=[f"FAILED connection lost before the switch: {lost}", *steps])
+        return DeployReport(
+            ok=False, changed=True, rolled_back=True, digest=rendered.digest, target=endpoint.describe(),
+            message=(f"connection lost after the switch: {lost}. Reconnected: the previous configuration "
+                     "was restored" + (" and reloaded." if not any("WARNING" in s for s in steps)
+                                       else ", but reloading it failed: " + "; ".join(steps))),
+            steps=[f"FAILED connection lost after the switch: {lost}", *steps])
+    raise SshUnavailable(f"connection to {endpoint.name} lost after the switch ({lost}) and not back ({last}): "
+                         "the host may run the new release unverified; the next deploy restores the previous "
+                         "release first (journal .email-engine/switch on the host)")
+
+
 async def deploy_host(req: HostDeployRequest) -> HostDeployResult:
     """Render the newest inventory for `req.host` and deploy it (see the module docstring)."""
     settings = get_settings()
@@ -369,8 +613,9 @@ async def deploy_host(req: HostDeployRequest) -> HostDeployResult:
                                       rolled_back=True)
     else:
         try:
-            async with SshTarget(SshEndpoint.for_host(host, settings)) as target:
-                report = await deploy_release(target, backend, rendered, keep_releases=settings.mta_keep_releases)
+            report = await deploy_over_ssh(SshEndpoint.for_host(host, settings), backend, rendered,
+                                           owner=_deployer_owner(), keep_releases=settings.mta_keep_releases,
+                                           heartbeat=_heartbeat)
         except (HostKeyMismatch, SshLoginRefused, DeployConfigError, UnsafePath, names.NameError_) as err:
             raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from None
         result = HostDeployResult(
@@ -381,8 +626,30 @@ async def deploy_host(req: HostDeployRequest) -> HostDeployResult:
     return result
 
 
+def _heartbeat(*details: object) -> None:
+    with contextlib.suppress(RuntimeError):  # outside an activity (CLI --direct): nothing to tell
+        activity.heartbeat(*details)
+
+
+HEARTBEAT_EVERY = 5.0
+
+
 @activity.defn(name="deploy_mta_host")
 async def deploy_mta_host(req: HostDeployRequest) -> HostDeployResult:
     """Render the newest inventory for one MTA host and deploy it (enabled: SSH with rollback;
-    disabled: <var_dir>/mta/<host>/ only). A rolled-back deploy returns ok=False."""
-    return await deploy_host(req)
+    disabled: <var_dir>/mta/<host>/ only). A rolled-back deploy returns ok=False.
+
+    Heartbeats every few seconds while it runs (callers set a heartbeat_timeout), so a worker that
+    dies mid-deploy is noticed in seconds; the retry reclaims the host lock and repairs first."""
+    task = asyncio.ensure_future(deploy_host(req))
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY)
+            if done:
+                return task.result()
+            _heartbeat(f"deploying generation {req.generation} to {req.host}")
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task

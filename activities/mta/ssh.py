@@ -7,6 +7,11 @@ reaches the remote shell quoted. Paths are validated before use.
 
 A host key that is not in known_hosts, or differs from it, is refused with HostKeyMismatch naming the
 host and the fingerprint it presented; nothing is uploaded or run.
+
+A dead peer must not hang a deploy: the connection sends keepalives (a silent host is dropped after
+`keepalive_interval * keepalive_count_max` seconds), every SFTP request is bounded by `io_timeout` and
+every command by `command_timeout`. A lost connection or an unanswered request raises SshConnectionLost
+(retryable), so the deployer can tell "the host went away" from "a command failed".
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ import asyncio
 import posixpath
 import shlex
 import stat
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 import asyncssh
 
@@ -40,6 +46,13 @@ class SshUnavailable(Exception):
     """The SSH connection could not be set up (retryable: the host may be back soon)."""
 
 
+class SshConnectionLost(SshUnavailable):
+    """The connection dropped, or the host stopped answering, in the middle of an operation (retryable)."""
+
+
+T = TypeVar("T")
+
+
 @dataclass(frozen=True)
 class SshEndpoint:
     name: str
@@ -50,6 +63,10 @@ class SshEndpoint:
     key_path: Path
     connect_timeout: float = 15.0
     command_timeout: float = 120.0
+    #: Seconds one SFTP request (open, write, stat, rename, ...) may take.
+    io_timeout: float = 60.0
+    keepalive_interval: float = 10.0
+    keepalive_count_max: int = 3
 
     @classmethod
     def for_host(cls, host: MtaHostView, settings: Settings | None = None) -> SshEndpoint:
@@ -63,6 +80,7 @@ class SshEndpoint:
             key_path=Path(s.ssh_key_path or s.var_dir / "ssh" / "id_ed25519"),
             connect_timeout=s.ssh_connect_timeout,
             command_timeout=s.ssh_command_timeout,
+            io_timeout=s.ssh_io_timeout,
         )
 
     def describe(self) -> str:
@@ -99,6 +117,7 @@ async def connect(ep: SshEndpoint) -> asyncssh.SSHClientConnection:
             ep.address, ep.port, username=ep.user, known_hosts=str(ep.known_hosts),
             client_keys=[str(ep.key_path)], agent_path=None, config=None, password=None,
             kbdint_auth=False, gss_auth=False, login_timeout=ep.connect_timeout,
+            keepalive_interval=ep.keepalive_interval, keepalive_count_max=ep.keepalive_count_max,
         ), ep.connect_timeout + 5)
     except asyncssh.HostKeyNotVerifiable as err:
         presented = await _presented_fingerprint(ep)
@@ -113,6 +132,10 @@ async def connect(ep: SshEndpoint) -> asyncssh.SSHClientConnection:
                              f"{err or type(err).__name__}") from None
 
 
+_LOST = (asyncssh.DisconnectError, asyncssh.ChannelOpenError, asyncssh.sftp.SFTPConnectionLost,
+         ConnectionError, EOFError)
+
+
 class SshTarget:
     """An MTA host over SSH. Use as `async with SshTarget(endpoint) as t:`."""
 
@@ -125,7 +148,7 @@ class SshTarget:
     async def __aenter__(self) -> SshTarget:
         self._conn = await connect(self.endpoint)
         try:
-            self._sftp = await self._conn.start_sftp_client()
+            self._sftp = await self._io(self._conn.start_sftp_client())
         except BaseException:
             self._conn.close()
             raise
@@ -137,7 +160,10 @@ class SshTarget:
             self._sftp.exit()
         if self._conn is not None:
             self._conn.close()
-            await self._conn.wait_closed()
+            try:
+                await asyncio.wait_for(self._conn.wait_closed(), self.endpoint.io_timeout)
+            except (TimeoutError, *_LOST):
+                pass  # closing a connection that is already gone
 
     @property
     def sftp(self) -> asyncssh.SFTPClient:
@@ -147,51 +173,85 @@ class SshTarget:
     def describe(self) -> str:
         return self.endpoint.describe()
 
+    async def _io(self, aw: Awaitable[T], timeout: float | None = None) -> T:
+        """One request to the host, bounded in time; a dropped or silent connection is SshConnectionLost."""
+        limit = timeout or self.endpoint.io_timeout
+        try:
+            return await asyncio.wait_for(aw, limit)
+        except TimeoutError:
+            raise SshConnectionLost(f"{self.endpoint.name} ({self.endpoint.address}:{self.endpoint.port}) did "
+                                    f"not answer within {limit:g}s") from None
+        except _LOST as err:
+            raise SshConnectionLost(f"connection to {self.endpoint.name} ({self.endpoint.address}:"
+                                    f"{self.endpoint.port}) lost: {err or type(err).__name__}") from None
+
     # --- Target protocol ---------------------------------------------------------------------------
 
     async def run(self, argv: Sequence[str]) -> CommandResult:
+        """Run a command; a non-zero exit or a command timeout is a result, a lost connection raises."""
         assert self._conn is not None, "SshTarget used outside `async with`"
         command = shlex.join(argv)
         try:
             res = await asyncio.wait_for(self._conn.run(command, check=False), self.endpoint.command_timeout)
         except TimeoutError:
             return CommandResult(tuple(argv), 124, "", f"timed out after {self.endpoint.command_timeout:g}s")
+        except _LOST as err:
+            raise SshConnectionLost(f"connection to {self.endpoint.name} lost while running "
+                                    f"`{' '.join(argv)}`: {err or type(err).__name__}") from None
 
         def text(v: object) -> str:
             return v.decode(errors="replace") if isinstance(v, bytes) else str(v or "")
 
+        if res.exit_status is None and res.exit_signal is None and self._conn.is_closed():
+            raise SshConnectionLost(f"connection to {self.endpoint.name} lost while running `{' '.join(argv)}`")
         status = res.exit_status if res.exit_status is not None else 255
         return CommandResult(tuple(argv), status, text(res.stdout), text(res.stderr))
 
-    async def read_text(self, path: str) -> str | None:
+    async def read_bytes(self, path: str) -> bytes | None:
         path = safe_remote_path(path)
-        try:
+
+        async def read() -> bytes:
             async with self.sftp.open(path, "rb") as f:
                 data = await f.read()
+            return data if isinstance(data, bytes) else str(data).encode()
+
+        try:
+            return await self._io(read())
         except asyncssh.SFTPNoSuchFile:
             return None
         except asyncssh.SFTPFailure as err:  # a directory, or unreadable
             raise OSError(f"cannot read {path} on {self.endpoint.name}: {err.reason}") from None
-        return data.decode() if isinstance(data, bytes) else str(data)
 
-    async def write_text(self, path: str, text: str, mode: int = 0o644) -> None:
+    async def read_text(self, path: str) -> str | None:
+        data = await self.read_bytes(path)
+        return None if data is None else data.decode()
+
+    async def write_bytes(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Write atomically (temp file with `mode` from the start, then rename over `path`)."""
         path = safe_remote_path(path)
         parent = posixpath.dirname(path)
         if parent not in self._dirs:
-            await self.sftp.makedirs(parent, exist_ok=True)
+            await self._io(self.sftp.makedirs(parent, exist_ok=True))
             self._dirs.add(parent)
         tmp = posixpath.join(parent, f".{posixpath.basename(path)}.email-engine-tmp")
-        async with self.sftp.open(tmp, "wb", asyncssh.SFTPAttrs(permissions=mode)) as f:
-            await f.write(text.encode())
-        await self.sftp.chmod(tmp, mode)  # the umask applied at open
-        await self.sftp.posix_rename(tmp, path)
+
+        async def write() -> None:
+            async with self.sftp.open(tmp, "wb", asyncssh.SFTPAttrs(permissions=mode)) as f:
+                await f.write(data)
+            await self.sftp.chmod(tmp, mode)  # the umask applied at open
+            await self.sftp.posix_rename(tmp, path)
+
+        await self._io(write())
+
+    async def write_text(self, path: str, text: str, mode: int = 0o644) -> None:
+        await self.write_bytes(path, text.encode(), mode)
 
     async def write_many(self, files: dict[str, str], parallel: int = 16) -> None:
         """write_text for many files, `parallel` SFTP requests in flight (one round trip each is slow)."""
         sem = asyncio.Semaphore(parallel)
         for parent in sorted({posixpath.dirname(safe_remote_path(p)) for p in files}):
             if parent not in self._dirs:
-                await self.sftp.makedirs(parent, exist_ok=True)
+                await self._io(self.sftp.makedirs(parent, exist_ok=True))
                 self._dirs.add(parent)
 
         async def one(path: str, text: str) -> None:
@@ -202,18 +262,18 @@ class SshTarget:
 
     async def list_files(self, directory: str) -> list[str]:
         directory = safe_remote_path(directory)
-        if not await self.sftp.exists(directory):
+        if not await self._io(self.sftp.exists(directory)):
             return []
         out: list[str] = []
 
         async def walk(d: str, rel: str) -> None:
-            for entry in await self.sftp.readdir(d):
+            for entry in await self._io(self.sftp.readdir(d)):
                 name = entry.filename if isinstance(entry.filename, str) else entry.filename.decode()
                 if name.startswith("."):  # ".", "..", temp files; rendered names are never hidden
                     continue
                 full, sub = posixpath.join(d, name), posixpath.join(rel, name) if rel else name
                 kind = stat.S_IFMT(entry.attrs.permissions or 0)
-                if kind == stat.S_IFDIR or (kind == stat.S_IFLNK and await self.sftp.isdir(full)):
+                if kind == stat.S_IFDIR or (kind == stat.S_IFLNK and await self._io(self.sftp.isdir(full))):
                     await walk(full, sub)  # symlinks followed, like reading the file would
                 else:
                     out.append(sub)
@@ -224,31 +284,31 @@ class SshTarget:
     async def remove(self, path: str) -> None:
         path = safe_remote_path(path)
         try:
-            await self.sftp.remove(path)
+            await self._io(self.sftp.remove(path))
         except asyncssh.SFTPNoSuchFile:
             pass
 
     # --- release switching -------------------------------------------------------------------------
 
     async def makedirs(self, path: str) -> None:
-        await self.sftp.makedirs(safe_remote_path(path), exist_ok=True)
+        await self._io(self.sftp.makedirs(safe_remote_path(path), exist_ok=True))
 
     async def readlink(self, path: str) -> str | None:
         """Target of a symlink, None if `path` is not a symlink (or does not exist)."""
         path = safe_remote_path(path)
-        if not await self.sftp.islink(path):
+        if not await self._io(self.sftp.islink(path)):
             return None
-        link = await self.sftp.readlink(path)
+        link = await self._io(self.sftp.readlink(path))
         return link.decode() if isinstance(link, bytes) else str(link)
 
     async def kind(self, path: str) -> str:
         """"link", "dir", "file" or "missing" (no symlink following)."""
         path = safe_remote_path(path)
-        if await self.sftp.islink(path):
+        if await self._io(self.sftp.islink(path)):
             return "link"
-        if await self.sftp.isdir(path):
+        if await self._io(self.sftp.isdir(path)):
             return "dir"
-        return "file" if await self.sftp.exists(path) else "missing"
+        return "file" if await self._io(self.sftp.exists(path)) else "missing"
 
     async def symlink_replace(self, link_target: str, path: str) -> None:
         """Point `path` at `link_target` atomically (new symlink beside it, then rename over it)."""
@@ -257,50 +317,107 @@ class SshTarget:
             names.key_path("/" + link_target)
         tmp = posixpath.join(posixpath.dirname(path), f".{posixpath.basename(path)}.email-engine-link")
         try:
-            await self.sftp.remove(tmp)
+            await self._io(self.sftp.remove(tmp))
         except asyncssh.SFTPNoSuchFile:
             pass
         # OpenSSH's sftp-server swaps the symlink arguments (a long-standing quirk); asyncssh compensates
         # for OpenSSH servers itself, so (target, link) order is right here.
-        await self.sftp.symlink(link_target, tmp)
-        await self.sftp.posix_rename(tmp, path)
+        await self._io(self.sftp.symlink(link_target, tmp))
+        await self._io(self.sftp.posix_rename(tmp, path))
 
-    async def try_mkdir(self, path: str) -> bool:
+    async def try_mkdir(self, path: str, mode: int = 0o755) -> bool:
         """Create a directory; False if it already exists (an atomic test-and-set on the server)."""
         path = safe_remote_path(path)
         try:
-            await self.sftp.mkdir(path)
+            await self._io(self.sftp.mkdir(path, asyncssh.SFTPAttrs(permissions=mode)))
         except asyncssh.SFTPFailure:
-            if await self.sftp.isdir(path):
+            if await self._io(self.sftp.isdir(path)):
                 return False
             raise
         return True
 
-    async def age(self, path: str) -> float | None:
-        """Seconds since `path` was last modified (server clock vs ours), None if it does not exist."""
-        import time
+    async def try_rmdir(self, path: str) -> bool:
+        """Remove an EMPTY directory (atomic on the server); False if it is missing or not empty."""
+        try:
+            await self._io(self.sftp.rmdir(safe_remote_path(path)))
+        except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPFailure):
+            return False
+        return True
+
+    async def try_rename(self, src: str, dst: str) -> bool:
+        """Rename `src` to a name that must not exist (SFTP v3 rename); False if `src` is gone or `dst` exists."""
+        self._dirs.clear()
+        try:
+            await self._io(self.sftp.rename(safe_remote_path(src), safe_remote_path(dst)))
+        except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPFailure):
+            return False
+        return True
+
+    async def try_remove(self, path: str) -> bool:
+        """Remove a file; False if it did not exist (so the caller learns whether it was still there)."""
+        try:
+            await self._io(self.sftp.remove(safe_remote_path(path)))
+        except asyncssh.SFTPNoSuchFile:
+            return False
+        return True
+
+    async def touch_existing(self, path: str, data: bytes) -> bool:
+        """Rewrite an EXISTING file in place (its mtime becomes the server's now); False if it is gone.
+        Never creates it, so a lock token that was broken is not brought back."""
+
+        async def rewrite() -> None:
+            async with self.sftp.open(safe_remote_path(path), asyncssh.FXF_WRITE, encoding=None) as f:
+                await f.write(data, 0)
 
         try:
-            attrs = await self.sftp.stat(safe_remote_path(path))
+            await self._io(rewrite())
+        except asyncssh.SFTPNoSuchFile:
+            return False
+        return True
+
+    async def mtime(self, path: str) -> float | None:
+        """Modification time of `path` by the SERVER's clock (no symlink following); None if missing."""
+        try:
+            attrs = await self._io(self.sftp.lstat(safe_remote_path(path)))
         except asyncssh.SFTPNoSuchFile:
             return None
-        return time.time() - float(attrs.mtime or 0)
+        return float(attrs.mtime or 0)
+
+    async def server_time(self, probe: str) -> float:
+        """The server's clock: write a probe file and read its modification time (SFTP only, no shell)."""
+        await self.write_bytes(probe, b"")
+        return await self.mtime(probe) or 0.0
+
+    async def file_status(self, path: str) -> tuple[int, int, int] | None:
+        """(permission bits, uid, gid) of `path`; None if missing."""
+        try:
+            attrs = await self._io(self.sftp.lstat(safe_remote_path(path)))
+        except asyncssh.SFTPNoSuchFile:
+            return None
+        return (attrs.permissions or 0) & 0o7777, attrs.uid or 0, attrs.gid or 0
+
+    async def chown(self, path: str, uid: int, gid: int) -> None:
+        await self._io(self.sftp.chown(safe_remote_path(path), uid, gid))
+
+    async def chmod(self, path: str, mode: int) -> None:
+        await self._io(self.sftp.chmod(safe_remote_path(path), mode))
 
     async def rename(self, src: str, dst: str) -> None:
         self._dirs.clear()
-        await self.sftp.posix_rename(safe_remote_path(src), safe_remote_path(dst))
+        await self._io(self.sftp.posix_rename(safe_remote_path(src), safe_remote_path(dst)))
 
     async def rmtree(self, path: str) -> None:
         path = safe_remote_path(path)
         self._dirs.clear()
-        if await self.sftp.islink(path):
-            await self.sftp.remove(path)
-        elif await self.sftp.exists(path):
-            await self.sftp.rmtree(path, ignore_errors=True)
+        if await self._io(self.sftp.islink(path)):
+            await self._io(self.sftp.remove(path))
+        elif await self._io(self.sftp.exists(path)):
+            await self._io(self.sftp.rmtree(path, ignore_errors=True), timeout=self.endpoint.io_timeout * 4)
 
     async def list_dir(self, path: str) -> list[str]:
         path = safe_remote_path(path)
-        if not await self.sftp.isdir(path):
+        if not await self._io(self.sftp.isdir(path)):
             return []
-        return sorted(n for n in (x if isinstance(x, str) else x.decode() for x in await self.sftp.listdir(path))
+        return sorted(n for n in (x if isinstance(x, str) else x.decode()
+                                  for x in await self._io(self.sftp.listdir(path)))
                       if n not in (".", ".."))
