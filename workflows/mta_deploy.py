@@ -32,10 +32,15 @@ with workflow.unsafe.imports_passed_through():
 
 KEEP_RESULTS = 50
 DEPLOY_TIMEOUT = timedelta(minutes=10)
+#: The activity heartbeats every 5 s: a worker that died mid-deploy is noticed within this, and the retry
+#: reclaims the host lock and restores the previous release before deploying again.
+DEPLOY_HEARTBEAT_TIMEOUT = timedelta(seconds=30)
+#: Retries are bounded by time, not by a small count (an unreachable host gets this long to come back).
+DEPLOY_SCHEDULE_TO_CLOSE = timedelta(minutes=30)
 DEPLOY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=5), maximum_interval=timedelta(seconds=60), maximum_attempts=3,
+    initial_interval=timedelta(seconds=5), maximum_interval=timedelta(seconds=60),
     non_retryable_error_types=["HostKeyMismatch", "SshLoginRefused", "UnsafePath", "DeployConfigError",
-                               "LookupError", "NameError_"],
+                               "DkimKeyChangeRefused", "LookupError", "NameError_"],
 )
 
 
@@ -137,6 +142,8 @@ class MtaDeployWorkflow:
                                       actor="MtaDeployWorkflow", url=inp.url),
                     result_type=HostDeployResult,
                     start_to_close_timeout=DEPLOY_TIMEOUT,
+                    schedule_to_close_timeout=DEPLOY_SCHEDULE_TO_CLOSE,
+                    heartbeat_timeout=DEPLOY_HEARTBEAT_TIMEOUT,
                     retry_policy=DEPLOY_RETRY,
                     summary=f"deploy generation {generation}",
                 )

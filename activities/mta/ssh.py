@@ -133,6 +133,7 @@ async def connect(ep: SshEndpoint) -> asyncssh.SSHClientConnection:
 
 
 _LOST = (asyncssh.DisconnectError, asyncssh.ChannelOpenError, asyncssh.sftp.SFTPConnectionLost,
+         asyncssh.sftp.SFTPNoConnection,
          ConnectionError, EOFError)
 
 

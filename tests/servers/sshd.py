@@ -17,6 +17,9 @@ API (reuse it; e.g. the warmup helper fetches accounting files over SFTP, the fa
         server.config_dir                               # <root>/etc/pmta: the fake PowerMTA config dir
         server.files_dir                                # <root>/files: a scratch dir (e.g. accounting CSVs)
         server.fail("test-config") / server.fail("reload", times=1)   # fail until fail(.., False) / N times
+        server.hang("test-config") / server.wait_hanging("test-config") / server.hang("test-config", False)
+                                                        # block that pmta call until released
+        server.kill_sessions()                          # SIGTERM every session's sshd child: connections drop
         server.pmta_calls()                             # [PmtaCall(at, args, digest)] in call order
         server.clear_calls()
         server.known_hosts_with_wrong_key(path)         # a known_hosts naming another key for this host
@@ -32,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -57,8 +61,16 @@ should_fail() {
   n=$(cat "$m"); [ -z "$n" ] && return 0
   if [ "$n" -le 1 ]; then rm -f "$m"; else echo $((n - 1)) > "$m"; fi; return 0
 }
+# hang-<what> marker: block (as a hung MTA command would) until the marker is removed.
+hang() {
+  [ -e "$state/hang-$1" ] || return 0
+  : > "$state/hanging-$1"
+  while [ -e "$state/hang-$1" ]; do sleep 0.05; done
+  rm -f "$state/hanging-$1"
+}
 case "$*" in
   "test config")
+    hang test-config
     if should_fail test-config; then
       echo "Error in line 11 of $conf/config: argument missing (fake pmta: failure requested)" >&2; exit 1
     fi
@@ -69,6 +81,7 @@ case "$*" in
     done || exit 1
     echo "fake pmta: configuration OK";;
   reload)
+    hang reload
     if should_fail reload; then echo "fake pmta: reload failed (failure requested)" >&2; exit 1; fi
     echo "Configuration reloaded.";;
   *) echo "fake pmta: $*";;
@@ -96,6 +109,8 @@ class SshServer:
     config_dir: Path
     files_dir: Path
     state_dir: Path
+    #: Process id of the listening sshd (its children are the sessions).
+    pid: int = 0
 
     def settings_env(self) -> dict[str, str]:
         return {"EMAIL_ENGINE_SSH_KNOWN_HOSTS": str(self.known_hosts),
@@ -111,6 +126,33 @@ class SshServer:
             marker.write_text("" if times is None else str(times))
         else:
             marker.unlink(missing_ok=True)
+
+    def hang(self, what: str, on: bool = True) -> None:
+        """Make `pmta test config` ("test-config") or `pmta reload` ("reload") block until hang(what, False)."""
+        if what not in ("test-config", "reload"):
+            raise ValueError(f"unknown hang {what!r}")
+        marker = self.state_dir / f"hang-{what}"
+        if on:
+            marker.write_text("")
+        else:
+            marker.unlink(missing_ok=True)
+
+    def wait_hanging(self, what: str, timeout: float = 30.0) -> None:
+        """Wait until a `pmta` call is blocked by hang(what)."""
+        deadline = time.monotonic() + timeout
+        while not (self.state_dir / f"hanging-{what}").exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no pmta call blocked on {what!r} within {timeout}s")
+            time.sleep(0.02)
+
+    def kill_sessions(self) -> int:
+        """Terminate the sshd child process of every open session (the listener stays): each client
+        sees its connection drop, as on a network failure or a host reboot. Returns how many."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(child), signal.SIGTERM)
+        return len(children)
 
     def pmta_calls(self) -> list[PmtaCall]:
         log = self.state_dir / "pmta.log"
@@ -204,6 +246,7 @@ SetEnv PATH={bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
             address=address, port=port, user=user, root=root, client_key=client_key_path,
             known_hosts=root / "known_hosts", host_key_fingerprint=host_key.get_fingerprint("sha256"),
             host_public_key=public, config_dir=config_dir, files_dir=files_dir, state_dir=state_dir,
+            pid=proc.pid,
         )
         server.known_hosts.write_text(server.known_hosts_line())
         yield server
