@@ -39,7 +39,8 @@ def load_snapshot(url: str | None = None) -> FleetSnapshot:
             ))
         return FleetSnapshot(
             hosts=tuple(MtaHostView(name=h.name, address=h.address, backend=h.backend, ssh_port=h.ssh_port,
-                                    ssh_user=h.ssh_user, config_dir=h.config_dir, enabled=h.enabled)
+                                    ssh_user=h.ssh_user, config_dir=h.config_dir, enabled=h.enabled,
+                                    mta_user=h.mta_user)
                         for h in hosts),
             tenants=tuple(tenants),
         )

@@ -65,6 +65,10 @@ def deploy(
                                      "deploys; also used automatically when no Temporal server is reachable)."),
     timeout: float = typer.Option(600, min=1, help="Seconds to wait for the deploy (--wait) or for the workflow "
                                                    "to accept the request (--no-wait)."),
+    replace_dkim_keys: bool = typer.Option(
+        False, "--replace-dkim-keys",
+        help="Replace DKIM keys deployed on the host that differ from the engine's (a key rotation: publish the "
+             "new DNS record first). Without it such a deploy is refused and nothing changes."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Deploy the newest inventory to HOST (SSH, validate, reload, verify; rollback on failure).
@@ -94,11 +98,12 @@ def deploy(
                 if not as_json:
                     console.print(f"deploying {h.name} ...")
                 r = await deploy_host(HostDeployRequest(host=h.name, reason="email-engine mta deploy --direct",
-                                                        actor="cli"))
+                                                        actor="cli", replace_dkim_keys=replace_dkim_keys))
             elif not wait:
                 try:  # an update needs a worker to accept it
                     gen = await asyncio.wait_for(request_deploy_nowait(
-                        client, h.name, "email-engine mta deploy", "cli", task_queue=settings.task_queue), timeout)
+                        client, h.name, "email-engine mta deploy", "cli", task_queue=settings.task_queue,
+                        replace_dkim_keys=replace_dkim_keys), timeout)
                 except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
                     fail(f"mta-deploy/{h.name} did not accept the request within {timeout:g}s: is a worker "
                          f"running on {settings.task_queue} (`email-engine worker`)?", code=2)
@@ -112,7 +117,8 @@ def deploy(
                     console.print(f"deploying {h.name} through mta-deploy/{h.name} ...")
                 try:
                     r = await asyncio.wait_for(request_deploy(client, h.name, "email-engine mta deploy", "cli",
-                                                              task_queue=settings.task_queue), timeout)
+                                                              task_queue=settings.task_queue,
+                                                              replace_dkim_keys=replace_dkim_keys), timeout)
                 except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
                     fail(f"no result for {h.name} within {timeout:g}s: the request stays queued in "
                          f"mta-deploy/{h.name}; is a worker running (`email-engine worker`)?", code=2)

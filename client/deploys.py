@@ -36,11 +36,12 @@ QUERY_TIMEOUT = timedelta(seconds=15)
 
 
 async def request_deploy(client: Client, host: str, reason: str, actor: str, task_queue: str,
-                         url: str | None = None, poll: float = 2.0) -> HostDeployResult:
+                         url: str | None = None, poll: float = 2.0,
+                         replace_dkim_keys: bool = False) -> HostDeployResult:
     """Ask the host's deploy workflow for a deploy of the newest inventory and wait for the deploy
     that includes this request. The request is a short update (it returns the generation at once);
     the wait polls a query, so any number of callers can wait (Temporal limits in-flight updates)."""
-    generation = await request_deploy_nowait(client, host, reason, actor, task_queue, url)
+    generation = await request_deploy_nowait(client, host, reason, actor, task_queue, url, replace_dkim_keys)
     handle = client.get_workflow_handle(workflow_id(host))
     delay, polls = 0.1, 0
     while True:
@@ -66,7 +67,7 @@ async def request_deploy(client: Client, host: str, reason: str, actor: str, tas
 
 
 async def request_deploy_nowait(client: Client, host: str, reason: str, actor: str, task_queue: str,
-                                url: str | None = None) -> int:
+                                url: str | None = None, replace_dkim_keys: bool = False) -> int:
     """Ask for a deploy without waiting; returns the generation that will include the request.
     Starts the workflow if needed and retries the hand-over across a continue-as-new."""
     names.token(host, "MTA host name")
@@ -75,7 +76,8 @@ async def request_deploy_nowait(client: Client, host: str, reason: str, actor: s
         await ensure_deploy_workflow(client, host, task_queue, url)
         handle = client.get_workflow_handle(workflow_id(host))
         try:
-            return await handle.execute_update("request", DeployRequest(reason=reason, actor=actor), result_type=int)
+            return await handle.execute_update("request", DeployRequest(
+                reason=reason, actor=actor, replace_dkim_keys=replace_dkim_keys), result_type=int)
         except RPCError as err:  # the run just continued as new or completed: hand over to the next run
             if err.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION,
                                   RPCStatusCode.RESOURCE_EXHAUSTED):

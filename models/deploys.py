@@ -90,6 +90,8 @@ class DeployRequest:
 
     reason: str = ""
     actor: str = ""
+    #: The operator's explicit go-ahead to replace a deployed DKIM key by a different one.
+    replace_dkim_keys: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ class HostDeployRequest:
     actor: str = ""
     #: Database URL (None: the settings'); tests point it at their own database.
     url: str | None = None
+    #: Replace deployed DKIM keys that differ from the engine's (operator flag `--replace-dkim-keys`).
+    replace_dkim_keys: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,8 @@ class MtaDeployState:
     pending_reasons: list[str] = field(default_factory=list)
     #: How many requests are waiting for the pending deploy.
     pending: int = 0
+    #: A request coalesced into the pending deploy asked to replace differing DKIM keys.
+    pending_replace_dkim_keys: bool = False
 
 
 @dataclass

@@ -24,6 +24,7 @@ TenantName = Annotated[str, AfterValidator(names.tenant)]
 Token = Annotated[str, AfterValidator(lambda v: names.token(v, "name"))]
 IpAddr = Annotated[str, AfterValidator(names.ip_address)]
 KeyPath = Annotated[str, AfterValidator(names.key_path)]
+UnixUser = Annotated[str, AfterValidator(names.unix_user)]
 
 
 HttpUrl = Annotated[str, AfterValidator(names.http_base_url)]
@@ -40,6 +41,8 @@ class MtaHostEntry(_Strict):
     ssh_port: int = Field(default=22, ge=1, le=65535)
     ssh_user: Token = "root"
     config_dir: KeyPath = "/etc/pmta"
+    #: Owner of the deployed DKIM key files (mode 0600): the user the MTA reads keys as. None: ssh_user.
+    mta_user: UnixUser | None = None
     enabled: bool = False
 
 

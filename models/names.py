@@ -63,6 +63,16 @@ def token(value: str, what: str = "name") -> str:
     return value
 
 
+_UNIX_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
+
+
+def unix_user(value: str) -> str:
+    """A user name on an MTA host (Debian's NAME_REGEX, at most 32 characters): safe in a command."""
+    if not isinstance(value, str) or not _UNIX_USER_RE.match(value):
+        raise NameError_(f"{_describe(str(value))} is not a valid user name (lower-case letters, digits, '_', '-')")
+    return value
+
+
 def key_path(value: str) -> str:
     """An absolute file path safe to render into a config line."""
     if not isinstance(value, str) or len(value) > 1024 or not _PATH_RE.match(value) or "/../" in value + "/":

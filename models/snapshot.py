@@ -59,6 +59,8 @@ class MtaHostView:
     ssh_user: str = "root"
     config_dir: str = "/etc/pmta"
     enabled: bool = False
+    #: Owner of the deployed DKIM key files (None: the SSH user).
+    mta_user: str | None = None
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,8 @@ class MtaHost(SQLModel, table=True):
     ssh_port: int = 22
     ssh_user: str = Field(default="root", max_length=64)
     config_dir: str = Field(default="/etc/pmta", max_length=1024)
+    # Owner of the deployed DKIM key files (None: the SSH user).
+    mta_user: str | None = Field(default=None, max_length=32)
     # Deploys reach a host only once an operator enables it (DESIGN.md §9).
     enabled: bool = False
 

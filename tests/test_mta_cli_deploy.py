@@ -23,7 +23,7 @@ from models.deploys import workflow_id
 from models.enums import IpStatus
 from models.settings import get_settings
 from models.tables import SendingIp
-from tests.mta_fleet import small_inventory
+from tests.mta_fleet import make_dkim_keys, small_inventory
 from tests.servers.sshd import SshServer, start_sshd
 from workflows.mta_deploy import MtaDeployWorkflow
 
@@ -35,8 +35,10 @@ def fleet(tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> I
             monkeypatch.setenv(k, v)
         get_settings.cache_clear()
         host = f"cli-{uuid.uuid4().hex[:8]}"
-        apply_inventory(small_inventory(host, enabled=True, port=server.port, user=server.user,
-                                        config_dir=str(server.config_dir)), actor="test", url=sqlite_url)
+        inv = small_inventory(host, enabled=True, port=server.port, user=server.user,
+                              config_dir=str(server.config_dir), key_dir=tmp_path / "dkim")
+        make_dkim_keys(inv)  # a deploy ships every key its config names
+        apply_inventory(inv, actor="test", url=sqlite_url)
         apply_inventory(small_inventory(f"{host}-off", enabled=False, address="127.0.11.250",
                                         ip_base=110, feeder_base=203), actor="test",
                         url=sqlite_url)

@@ -46,7 +46,7 @@ from models.deploys import (
 from models.enums import IpStatus
 from models.settings import get_settings
 from models.tables import SendingIp
-from tests.mta_fleet import small_inventory
+from tests.mta_fleet import make_dkim_keys, small_inventory
 from tests.servers.sshd import SshServer, start_sshd
 from workflows.mta_deploy import MtaDeployWorkflow
 
@@ -259,13 +259,14 @@ async def test_disabled_host_is_rendered_to_var_only(db_url: str) -> None:
 
 
 async def test_five_concurrent_changes_converge_on_the_final_inventory(  # type: ignore[no-untyped-def]
-        temporal_local, sqlite_url: str, ssh_server: SshServer) -> None:
+        temporal_local, sqlite_url: str, ssh_server: SshServer, tmp_path: Path) -> None:
     client: Client = temporal_local.client
     queue = f"mta-{uuid.uuid4().hex[:8]}"
     host = f"e2e-{uuid.uuid4().hex[:8]}"
-    apply_inventory(small_inventory(host, enabled=True, port=ssh_server.port, user=ssh_server.user,
-                                    config_dir=str(ssh_server.config_dir), ips_per_tenant=4),
-                    actor="test", url=sqlite_url)
+    inv = small_inventory(host, enabled=True, port=ssh_server.port, user=ssh_server.user,
+                          config_dir=str(ssh_server.config_dir), ips_per_tenant=4, key_dir=tmp_path / "dkim")
+    make_dkim_keys(inv)  # a deploy ships every key its config names
+    apply_inventory(inv, actor="test", url=sqlite_url)
     (ssh_server.config_dir / "config").write_text("# operator settings\n")
     with session_scope(sqlite_url) as s:
         addresses = [ip.address for ip in s.exec(select(SendingIp).order_by(col(SendingIp.id)))][:5]

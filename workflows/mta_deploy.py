@@ -64,7 +64,9 @@ class MtaDeployWorkflow:
             s.requested = s.started + 1
             s.pending_reasons = []
             s.pending = 0
+            s.pending_replace_dkim_keys = False
         s.pending += 1
+        s.pending_replace_dkim_keys = s.pending_replace_dkim_keys or req.replace_dkim_keys
         if req.reason and len(s.pending_reasons) < 20:
             s.pending_reasons.append(f"{req.reason} ({req.actor})" if req.actor else req.reason)
         return s.requested
@@ -133,13 +135,15 @@ class MtaDeployWorkflow:
             s.started = s.requested
             generation = s.started
             reasons = "; ".join(s.pending_reasons) or "deploy requested"
+            replace_keys = s.pending_replace_dkim_keys
             s.pending_reasons = []
             s.pending = 0
+            s.pending_replace_dkim_keys = False
             try:
                 result = await workflow.execute_activity(
                     "deploy_mta_host",
                     HostDeployRequest(host=self.host, generation=generation, reason=reasons[:1000],
-                                      actor="MtaDeployWorkflow", url=inp.url),
+                                      actor="MtaDeployWorkflow", url=inp.url, replace_dkim_keys=replace_keys),
                     result_type=HostDeployResult,
                     start_to_close_timeout=DEPLOY_TIMEOUT,
                     schedule_to_close_timeout=DEPLOY_SCHEDULE_TO_CLOSE,

@@ -532,6 +532,39 @@ def record_deploy(req: HostDeployRequest, result: HostDeployResult) -> None:
             target=result.target[:1024], reason=req.reason[:1024], actor=req.actor[:255]))
 
 
+def load_dkim_keys(snapshot: FleetSnapshot, host: MtaHostView, replace: bool = False,
+                   missing_ok: bool = False) -> tuple[DkimKeys, list[str]]:
+    """Read the engine's copy of every DKIM key the render names (inventory dkim_key_path).
+    Returns the keys and the missing ones; missing keys are a DeployConfigError unless `missing_ok`.
+    The error names paths and domains only, never key material."""
+    from activities.dkim_keys import public_fingerprint
+    from models.mta_render.dkim_paths import keys_to_ship
+
+    files: dict[str, bytes] = {}
+    fingerprints: dict[str, str] = {}
+    missing: list[str] = []
+    for name, source in sorted(keys_to_ship(snapshot).items()):
+        try:
+            data = Path(source).read_bytes()
+        except FileNotFoundError:
+            missing.append(f"{name.removesuffix('.key')} ({source})")
+            continue
+        except OSError as err:
+            raise DeployConfigError(f"cannot read the DKIM key {source}: {err.strerror or err}") from None
+        fingerprint = public_fingerprint(data)
+        if fingerprint == "unreadable":
+            raise DeployConfigError(f"{source} is not an unencrypted PEM private key (DKIM key {name}); "
+                                    "nothing was deployed")
+        files[name], fingerprints[name] = data, fingerprint
+    if missing and not missing_ok:
+        raise DeployConfigError(
+            f"{len(missing)} DKIM private key(s) the config names are missing on the engine: "
+            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; run `email-engine dkim generate` "
+            "(and publish them with `email-engine dns records`). Nothing was deployed.")
+    owner = names.unix_user(host.mta_user) if host.mta_user else None
+    return DkimKeys(files=files, fingerprints=fingerprints, owner=owner, replace=replace), missing
+
+
 def _deployer_owner() -> str:
     """The lock owner: stable across the attempts of one activity (a retry reclaims its own lock and
     repairs what it left), unique otherwise."""
@@ -603,9 +636,16 @@ async def deploy_host(req: HostDeployRequest) -> HostDeployResult:
         from activities.mta.local import DeployError, deploy_local
 
         try:
-            local = await deploy_local(backend, rendered)
+            # The MTA runs here: keys the engine does not hold yet are named, not fatal (as before keys shipped).
+            keys, missing = await asyncio.to_thread(load_dkim_keys, snapshot, host, req.replace_dkim_keys, True)
+            local = await deploy_local(backend, rendered, keys=keys)
+            note = (f"; WARNING: {len(missing)} DKIM key(s) missing on the engine, those domains are not signed: "
+                    f"{', '.join(missing[:5])} (run `email-engine dkim generate`)") if missing else ""
             result = HostDeployResult(host=host.name, generation=req.generation, ok=True, changed=local.changed,
-                                      digest=rendered.digest, message=local.message, target=rendered.config_dir)
+                                      digest=rendered.digest, message=local.message + note,
+                                      target=rendered.config_dir)
+        except (DeployConfigError, names.NameError_) as err:
+            raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from None
         except DeployError as err:
             result = HostDeployResult(host=host.name, generation=req.generation, ok=False, changed=True,
                                       digest=rendered.digest, message=_short(str(err), 1000),
@@ -613,9 +653,10 @@ async def deploy_host(req: HostDeployRequest) -> HostDeployResult:
                                       rolled_back=True)
     else:
         try:
+            keys, _ = await asyncio.to_thread(load_dkim_keys, snapshot, host, req.replace_dkim_keys)
             report = await deploy_over_ssh(SshEndpoint.for_host(host, settings), backend, rendered,
                                            owner=_deployer_owner(), keep_releases=settings.mta_keep_releases,
-                                           heartbeat=_heartbeat)
+                                           heartbeat=_heartbeat, keys=keys)
         except (HostKeyMismatch, SshLoginRefused, DeployConfigError, UnsafePath, names.NameError_) as err:
             raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from None
         result = HostDeployResult(

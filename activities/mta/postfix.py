@@ -15,6 +15,7 @@ from activities.mta.base import (
 )
 from models.enums import MtaBackend
 from models.mta_render import postfix as pure
+from models.mta_render.dkim_paths import with_deployed_key_paths
 from models.snapshot import FleetSnapshot
 
 
@@ -26,7 +27,8 @@ class PostfixBackend:
     def render(self, snapshot: FleetSnapshot, config_dir: str | None = None) -> RenderedConfig:
         cdir = resolve_config_dir(self.kind, self.default_config_dir, snapshot, config_dir)
         notes = tuple(f"tenant {t.name} has no active or warming IP" for t in snapshot.tenants if not t.sending_ips)
-        return RenderedConfig(backend=self.kind, config_dir=cdir, files=pure.render(snapshot, cdir), notes=notes)
+        files = pure.render(with_deployed_key_paths(snapshot, cdir), cdir)  # keys ship in the release
+        return RenderedConfig(backend=self.kind, config_dir=cdir, files=files, notes=notes)
 
     def materialize(self, rendered: RenderedConfig, existing: Mapping[str, str | None]) -> dict[str, str]:
         return {

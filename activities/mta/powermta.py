@@ -15,6 +15,7 @@ from activities.mta.base import (
 )
 from models.enums import MtaBackend
 from models.mta_render import powermta as pure
+from models.mta_render.dkim_paths import with_deployed_key_paths
 from models.settings import get_settings
 from models.snapshot import FleetSnapshot
 
@@ -29,8 +30,8 @@ class PowerMtaBackend:
         cdir = resolve_config_dir(self.kind, self.default_config_dir, snapshot, config_dir)
         settings = get_settings()
         acct = pure.AccountingTarget(settings.accounting_dir, settings.accounting_glob)
-        return RenderedConfig(backend=self.kind, config_dir=cdir, files=pure.render(snapshot, cdir, acct),
-                              notes=pure.notes(snapshot))
+        files = pure.render(with_deployed_key_paths(snapshot, cdir), cdir, acct)  # keys ship in the release
+        return RenderedConfig(backend=self.kind, config_dir=cdir, files=files, notes=pure.notes(snapshot))
 
     def materialize(self, rendered: RenderedConfig, existing: Mapping[str, str | None]) -> dict[str, str]:
         return {"config": replace_block(existing.get("config"), pure.config_block(rendered.config_dir))}

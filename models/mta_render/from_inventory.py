@@ -14,7 +14,8 @@ from models.snapshot import FleetSnapshot, IpView, MtaHostView, TenantView
 
 def snapshot_from_inventory(inv: InventoryFile) -> FleetSnapshot:
     hosts = tuple(sorted((MtaHostView(name=h.name, address=h.address, backend=h.backend, ssh_port=h.ssh_port,
-                                      ssh_user=h.ssh_user, config_dir=h.config_dir, enabled=h.enabled)
+                                      ssh_user=h.ssh_user, config_dir=h.config_dir, enabled=h.enabled,
+                                      mta_user=h.mta_user)
                           for h in inv.mta_hosts), key=lambda h: h.name))
     tenants = []
     for t in sorted(inv.tenants, key=lambda t: t.name):
