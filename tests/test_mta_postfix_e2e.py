@@ -130,11 +130,13 @@ async def test_failed_validation_restores_previous_config(
 
 async def test_opendkim_signs_with_each_domains_key_and_published_txt_verifies(
         postfix_instance: PostfixInstance, sqlite_url: str) -> None:  # noqa: F811
-    """Keys from `dkim generate`, tables from the Postfix render, signing by real OpenDKIM as a milter of
-    real Postfix, verification (dkimpy) against the TXT records `dns records` prints."""
+    """Keys from `dkim generate`, shipped by the deploy next to the tables from the Postfix render (0600,
+    in email-engine/dkim/), signing by real OpenDKIM as a milter of real Postfix, verification (dkimpy)
+    against the TXT records `dns records` prints."""
     import dkim
 
     from activities.dkim_keys import ensure_key, public_key_der
+    from activities.mta.deploy import load_dkim_keys
     from models.dns_records import records_for_ip
     from tests.servers.opendkim import start_opendkim
 
@@ -151,7 +153,12 @@ async def test_opendkim_signs_with_each_domains_key_and_published_txt_verifies(
             txt[f"{rec.name}.".encode()] = "".join(rec.values).encode()
     backend = backend_for(MtaBackend.POSTFIX)
     rendered = backend.render(snap)
-    await deploy_local(backend, rendered, pf.target)
+    keys, missing = load_dkim_keys(snap, snap.host("pf-1"))
+    assert missing == [] and len(keys.files) == sum(len(t.ips) for t in snap.tenants)
+    await deploy_local(backend, rendered, pf.target, keys=keys)
+    for name, data in keys.files.items():  # OpenDKIM reads the deployed copies, not the engine's
+        deployed = pf.config_dir / "email-engine" / "dkim" / name
+        assert deployed.read_bytes() == data and deployed.stat().st_mode & 0o7777 == 0o600
     managed = pf.config_dir / "email-engine" / "opendkim"
     with start_opendkim(pf.root, managed / "KeyTable", managed / "SigningTable") as odk:
         with (pf.config_dir / "main.cf").open("a") as f:  # operator's part of main.cf (outside the block)

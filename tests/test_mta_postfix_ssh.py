@@ -72,6 +72,11 @@ def deployed(postfix_instance: PostfixInstance, ssh_server: SshServer,  # noqa: 
     main.write_text(main.read_text() + OPERATOR_LINE)
     apply_inventory(parse(inventory(str(pf.config_dir), ssh_server.port, ssh_server.user)), actor="test",
                     url=sqlite_url)
+    from activities.dkim_keys import ensure_key
+
+    for t in load_snapshot(sqlite_url).tenants:  # the engine's keys, shipped by every deploy
+        for ip in t.ips:
+            ensure_key(Path(ip.dkim_key_path), 1024)
     return pf
 
 
