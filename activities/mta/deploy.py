@@ -183,6 +183,7 @@ async def deploy_release(target: ReleaseTarget, backend: MtaBackendImpl, rendere
 
 JOURNAL = "switch"
 BACKUP_DIR = "backup"
+KEY_PARALLEL = 16  # SFTP requests in flight for key files (one round trip each is slow)
 
 
 async def _restore(target: ReleaseTarget, backend: MtaBackendImpl, config_dir: str, journal: SwitchJournal,
@@ -267,17 +268,24 @@ async def _deployed_keys(target: ReleaseTarget, config_dir: str, keys: DkimKeys,
 
     directory = posixpath.join(config_dir, MANAGED_DIR, DKIM_SUBDIR)
     on_host = await target.list_files(directory)
-    changed, exact = [], set(on_host) == set(keys.files)
-    for name in sorted(set(on_host) & set(keys.files)):
+    sem = asyncio.Semaphore(KEY_PARALLEL)
+
+    async def one(name: str) -> str:
+        """"same" (bytes, mode 0600 and owner), "redo" (same key, other bytes or attributes), "different"."""
         path = posixpath.join(directory, name)
-        data = await target.read_bytes(path)
-        if data == keys.files[name]:
-            st = await target.file_status(path)
-            exact = exact and st is not None and st[0] == 0o600 and (uid_gid is None or st[1:] == uid_gid)
-            continue
-        exact = False
-        if data is None or public_fingerprint(data) != keys.fingerprints[name]:
-            changed.append(name)
+        async with sem:
+            data = await target.read_bytes(path)
+            if data == keys.files[name]:
+                st = await target.file_status(path)
+                ok = st is not None and st[0] == 0o600 and (uid_gid is None or st[1:] == uid_gid)
+                return "same" if ok else "redo"
+        same_key = data is not None and public_fingerprint(data) == keys.fingerprints[name]
+        return "redo" if same_key else "different"
+
+    common = sorted(set(on_host) & set(keys.files))
+    verdicts = dict(zip(common, await asyncio.gather(*(one(n) for n in common)), strict=True))
+    changed = [n for n, v in verdicts.items() if v == "different"]
+    exact = set(on_host) == set(keys.files) and all(v == "same" for v in verdicts.values())
     return changed, exact
 
 
@@ -294,14 +302,21 @@ async def _owner_ids(target: ReleaseTarget, user: str) -> tuple[int, int]:
 
 async def _stage_keys(target: ReleaseTarget, staging: str, keys: DkimKeys,
                       uid_gid: tuple[int, int] | None) -> None:
+    """Keys into the staging dir: created 0600 (never readable by others, not even for a moment),
+    chowned to the MTA's user; the directory 0700."""
     directory = posixpath.join(staging, DKIM_SUBDIR)
     await target.makedirs(directory)
     await target.chmod(directory, 0o700)
-    for name, data in sorted(keys.files.items()):
+    sem = asyncio.Semaphore(KEY_PARALLEL)
+
+    async def one(name: str, data: bytes) -> None:
         path = posixpath.join(directory, relative_path(name))
-        await target.write_bytes(path, data, 0o600)
-        if uid_gid is not None:
-            await target.chown(path, *uid_gid)
+        async with sem:
+            await target.write_bytes(path, data, 0o600)
+            if uid_gid is not None:
+                await target.chown(path, *uid_gid)
+
+    await asyncio.gather(*(one(n, d) for n, d in sorted(keys.files.items())))
     if uid_gid is not None:
         await target.chown(directory, *uid_gid)
 
