@@ -26,6 +26,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import difflib
+import hashlib
+import json
 import logging
 import posixpath
 import shutil
@@ -73,6 +75,8 @@ class DeployConfigError(Exception):
 class ReleaseTarget(LockTarget, Target, Protocol):
     async def read_bytes(self, path: str) -> bytes | None: ...
     async def file_status(self, path: str) -> tuple[int, int, int] | None: ...
+    async def dir_status(self, path: str) -> dict[str, tuple[int, int, int, int, int]]: ...
+    async def hardlink(self, existing: str, new: str) -> bool: ...
     async def chown(self, path: str, uid: int, gid: int) -> None: ...
     async def chmod(self, path: str, mode: int) -> None: ...
     async def readlink(self, path: str) -> str | None: ...
@@ -183,7 +187,7 @@ async def deploy_release(target: ReleaseTarget, backend: MtaBackendImpl, rendere
 
 JOURNAL = "switch"
 BACKUP_DIR = "backup"
-KEY_PARALLEL = 16  # SFTP requests in flight for key files (one round trip each is slow)
+KEY_PARALLEL = 64  # SFTP requests in flight for key files (one round trip each is slow)
 
 
 async def _restore(target: ReleaseTarget, backend: MtaBackendImpl, config_dir: str, journal: SwitchJournal,
@@ -260,33 +264,47 @@ async def repair_interrupted(target: ReleaseTarget, backend: MtaBackendImpl, con
     return steps
 
 
+KEY_MANIFEST = ".manifest"  # in each release's dkim/: {name: [sha256 of the file, size, mtime]} (no key material)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 async def _deployed_keys(target: ReleaseTarget, config_dir: str, keys: DkimKeys,
-                         uid_gid: tuple[int, int] | None) -> tuple[list[str], bool]:
-    """(names whose deployed key differs from ours, whether the deployed key set is exactly ours with
-    mode 0600 and the right owner). Keys are compared by public key, never shown."""
+                         uid_gid: tuple[int, int] | None) -> dict[str, str]:
+    """Verdict per key file on the host: "same" (our bytes, mode 0600, right owner), "redo" (the same
+    key in other bytes or with other attributes), "different" (another key), "stale" (not ours any
+    more). A file whose size and mtime match the release's manifest is taken at the manifest's hash
+    (thousands of keys need not be read back on every deploy); any other is read and compared by
+    content and public key. Never shown."""
     from activities.dkim_keys import public_fingerprint
 
     directory = posixpath.join(config_dir, MANAGED_DIR, DKIM_SUBDIR)
-    on_host = await target.list_files(directory)
+    on_host = await target.dir_status(directory)
+    manifest: dict[str, list[object]] = {}
+    if on_host:
+        with contextlib.suppress(ValueError, TypeError):
+            manifest = dict(json.loads(await target.read_text(posixpath.join(directory, KEY_MANIFEST)) or "{}"))
     sem = asyncio.Semaphore(KEY_PARALLEL)
 
     async def one(name: str) -> str:
-        """"same" (bytes, mode 0600 and owner), "redo" (same key, other bytes or attributes), "different"."""
-        path = posixpath.join(directory, name)
+        mode, uid, gid, size, mtime = on_host[name]
+        attrs_ok = mode == 0o600 and (uid_gid is None or (uid, gid) == uid_gid)
+        entry = manifest.get(name)
+        if isinstance(entry, list) and entry[1:] == [size, mtime] and entry[0] == _sha256(keys.files[name]):
+            return "same" if attrs_ok else "redo"
         async with sem:
-            data = await target.read_bytes(path)
-            if data == keys.files[name]:
-                st = await target.file_status(path)
-                ok = st is not None and st[0] == 0o600 and (uid_gid is None or st[1:] == uid_gid)
-                return "same" if ok else "redo"
+            data = await target.read_bytes(posixpath.join(directory, name))
+        if data == keys.files[name]:
+            return "same" if attrs_ok else "redo"
         same_key = data is not None and public_fingerprint(data) == keys.fingerprints[name]
         return "redo" if same_key else "different"
 
     common = sorted(set(on_host) & set(keys.files))
     verdicts = dict(zip(common, await asyncio.gather(*(one(n) for n in common)), strict=True))
-    changed = [n for n, v in verdicts.items() if v == "different"]
-    exact = set(on_host) == set(keys.files) and all(v == "same" for v in verdicts.values())
-    return changed, exact
+    verdicts.update(dict.fromkeys(set(on_host) - set(keys.files), "stale"))
+    return verdicts
 
 
 async def _owner_ids(target: ReleaseTarget, user: str) -> tuple[int, int]:
@@ -300,11 +318,13 @@ async def _owner_ids(target: ReleaseTarget, user: str) -> tuple[int, int]:
     return ids[0], ids[1]
 
 
-async def _stage_keys(target: ReleaseTarget, staging: str, keys: DkimKeys,
-                      uid_gid: tuple[int, int] | None) -> None:
+async def _stage_keys(target: ReleaseTarget, staging: str, config_dir: str, keys: DkimKeys,
+                      uid_gid: tuple[int, int] | None, unchanged: set[str]) -> None:
     """Keys into the staging dir: created 0600 (never readable by others, not even for a moment),
-    chowned to the MTA's user; the directory 0700."""
+    chowned to the MTA's user; the directory 0700. A key already deployed as is (bytes, mode, owner)
+    is hard-linked from the current release instead of uploaded again."""
     directory = posixpath.join(staging, DKIM_SUBDIR)
+    current = posixpath.join(config_dir, MANAGED_DIR, DKIM_SUBDIR)
     await target.makedirs(directory)
     await target.chmod(directory, 0o700)
     sem = asyncio.Semaphore(KEY_PARALLEL)
@@ -312,11 +332,16 @@ async def _stage_keys(target: ReleaseTarget, staging: str, keys: DkimKeys,
     async def one(name: str, data: bytes) -> None:
         path = posixpath.join(directory, relative_path(name))
         async with sem:
+            if name in unchanged and await target.hardlink(posixpath.join(current, name), path):
+                return
             await target.write_bytes(path, data, 0o600)
             if uid_gid is not None:
                 await target.chown(path, *uid_gid)
 
     await asyncio.gather(*(one(n, d) for n, d in sorted(keys.files.items())))
+    listing = await target.dir_status(directory)
+    manifest = {n: [_sha256(d), listing[n][3], listing[n][4]] for n, d in sorted(keys.files.items())}
+    await target.write_bytes(posixpath.join(directory, KEY_MANIFEST), json.dumps(manifest).encode(), 0o600)
     if uid_gid is not None:
         await target.chown(directory, *uid_gid)
 
@@ -339,7 +364,10 @@ async def _deploy_locked(target: ReleaseTarget, backend: MtaBackendImpl, rendere
     await _repair_leftover(target, backend, config_dir, steps)
 
     uid_gid = await _owner_ids(target, keys.owner) if keys.owner and keys.files else None
-    changed_keys, keys_in_place = await _deployed_keys(target, config_dir, keys, uid_gid)
+    verdicts = await _deployed_keys(target, config_dir, keys, uid_gid)
+    changed_keys = sorted(n for n, v in verdicts.items() if v == "different")
+    unchanged_keys = {n for n, v in verdicts.items() if v == "same"}
+    keys_in_place = unchanged_keys == set(keys.files) and len(verdicts) == len(keys.files)
     if changed_keys and not keys.replace:
         raise DkimKeyChangeRefused(
             f"refusing to replace the DKIM key{'s' if len(changed_keys) > 1 else ''} "
@@ -400,7 +428,7 @@ async def _deploy_locked(target: ReleaseTarget, backend: MtaBackendImpl, rendere
             await target.write_text(path, text)
     await target.makedirs(staging)  # an empty render still publishes an (empty) release
     if keys.files:
-        await _stage_keys(target, staging, keys, uid_gid)
+        await _stage_keys(target, staging, config_dir, keys, uid_gid, unchanged_keys)
     await target.rename(staging, posixpath.join(releases, release))
     steps.append(f"uploaded {len(rendered.files)} files"
                  + (f" and {len(keys.files)} DKIM keys (0600)" if keys.files else "") + f" as release {release}")
