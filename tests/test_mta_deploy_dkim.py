@@ -185,3 +185,33 @@ def test_mta_user_is_validated_by_the_inventory() -> None:
     for bad in ["root; rm -rf /", "Pmta", "-x", "a" * 33, "pm ta", "$(id)", "pmta\n"]:
         with pytest.raises(ValidationError, match="not a valid user name"):
             MtaHostEntry(name="h", address="127.0.11.9", mta_user=bad)
+
+
+async def test_a_key_changed_on_the_host_is_noticed_and_unchanged_keys_are_reused(
+        fleet: tuple[str, SshServer, dict[str, Path]], sqlite_url: str, tmp_path: Path) -> None:
+    """The per-release manifest spares reading every key back, but a key file changed on the host (its
+    size or mtime no longer match) is read and compared; keys that did not change are hard-linked into
+    the next release, not uploaded again."""
+    from activities.dkim_keys import ensure_key
+    from models.enums import IpStatus
+    from models.tables import SendingIp
+
+    host, server, keys = fleet
+    assert (await deploy(host, 1)).ok
+    domain = next(iter(keys))
+    with session_scope(sqlite_url) as s:  # a config change (not a key change): a new release
+        ip = s.exec(select(SendingIp).where(SendingIp.status == IpStatus.ACTIVE)).first()
+        assert ip is not None
+        ip.status = IpStatus.QUARANTINE
+    second = await deploy(host, 2)
+    assert second.ok and second.changed, second.message
+    assert deployed_key(server, domain).stat().st_nlink == 2  # shared with the previous release
+
+    other = tmp_path / "other.key"  # someone replaces the key on the host by hand
+    ensure_key(other, 1024)
+    deployed_key(server, domain).unlink()
+    deployed_key(server, domain).write_bytes(other.read_bytes())
+    deployed_key(server, domain).chmod(0o600)
+    with pytest.raises(ApplicationError) as exc:
+        await deploy(host, 3)
+    assert exc.value.type == "DkimKeyChangeRefused" and f"{domain}.default.key" in str(exc.value)
