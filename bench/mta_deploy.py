@@ -7,8 +7,10 @@ Against a real OpenSSH sshd on loopback (tests/servers/sshd.py) whose `pmta` is 
 (connect, read back, compare: what every unchanged deploy costs). Printed per size: render size,
 best-of-3 full deploy, best-of-3 no-op, and their ratio; then the same full deploy shipping one DKIM
 key per IP (0600, in the release; one key's bytes reused under every name: generating thousands of RSA
-keys would dominate the run) and its ratio to the deploy without keys. Wall times are noisy on a
-loaded machine.
+keys would dominate the run) and its ratio to the deploy without keys; the best of 3 is a steady
+state (unchanged keys are hard-linked from the current release, the manifest spares reading them back).
+The fake `pmta` hashes the whole config tree (keys included) on each call, which real PowerMTA does
+not. Wall times are noisy on a loaded machine.
 """
 
 from __future__ import annotations
