@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
 import html
 import logging
+from typing import TYPE_CHECKING
 
-from telegram import Update
-from telegram.error import InvalidToken
-from telegram.ext import Application, CallbackQueryHandler, ContextTypes
-from temporalio.client import Client
-
-from activities.telegram import TOKEN_REJECTED
 from cli.common import fail
-from client.chatops import Press, handle_press
-from models.alerting import parse_id_list
-from models.settings import Settings, get_settings
+
+if TYPE_CHECKING:  # the bot's libraries load when the bot runs, not with `email-engine --help`
+    import asyncio
+
+    from telegram import Update
+    from telegram.ext import Application, ContextTypes
+    from temporalio.client import Client
+
+    from models.settings import Settings
 
 log = logging.getLogger("email_engine.bot")
 
 
 def build_application(settings: Settings, client: Client) -> Application:
+    from telegram.ext import Application, CallbackQueryHandler
+
+    from client.chatops import Press, handle_press
+    from models.alerting import parse_id_list
+
     token = settings.telegram_bot_token.get_secret_value()
     chats = parse_id_list(settings.telegram_chat_ids, "EMAIL_ENGINE_TELEGRAM_CHAT_IDS")
     admins = parse_id_list(settings.telegram_admin_ids, "EMAIL_ENGINE_TELEGRAM_ADMIN_IDS")
@@ -54,6 +59,10 @@ class BotTokenRejected(RuntimeError):
 
 async def run_bot(settings: Settings, client: Client, stop: asyncio.Event, poll_timeout: int = 10) -> None:
     """Poll Telegram until `stop` is set; BotTokenRejected if the token is refused."""
+    from telegram.error import InvalidToken
+
+    from activities.telegram import TOKEN_REJECTED
+
     app = build_application(settings, client)
     try:
         await app.initialize()
@@ -75,6 +84,11 @@ def bot() -> None:
     """Run the Telegram ChatOps bot: buttons on alerts approve/deny held failovers and pause/resume
     warmups. Needs EMAIL_ENGINE_TELEGRAM_BOT_TOKEN, _CHAT_IDS and _ADMIN_IDS; presses from other
     chats or users are ignored and logged. Ctrl-C stops it."""
+    import asyncio
+
+    from models.alerting import parse_id_list
+    from models.settings import get_settings
+
     settings = get_settings()
     if not settings.telegram_bot_token.get_secret_value():
         fail("EMAIL_ENGINE_TELEGRAM_BOT_TOKEN is not set")

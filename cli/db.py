@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from activities import db
 from cli.common import console
 
 app = typer.Typer(help="Inventory database schema (Alembic migrations).", no_args_is_help=True)
@@ -13,6 +12,8 @@ app = typer.Typer(help="Inventory database schema (Alembic migrations).", no_arg
 @app.command()
 def upgrade(revision: str = typer.Argument("heads", help="Target revision (default: all heads).")) -> None:
     """Apply migrations up to REVISION (default: the newest). Safe to run again."""
+    from activities import db
+
     db.upgrade(revision=revision)
     console.print(f"database at revision [bold]{db.current_revision()}[/]")
 
@@ -20,4 +21,6 @@ def upgrade(revision: str = typer.Argument("heads", help="Target revision (defau
 @app.command()
 def current() -> None:
     """Print the database's current migration revision."""
+    from activities import db
+
     console.print(db.current_revision() or "(empty: run `email-engine db upgrade`)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -11,14 +10,7 @@ from pathlib import Path
 
 import typer
 
-from activities import db
-from activities.inventory import fleet
 from cli.common import console, fail
-from cli.inventory import load_file, print_fleet
-from client.connection import connect
-from models.inventory import InventoryError
-from models.settings import get_settings
-from workers import bootstrap, devserver, engine
 
 REFERENCE_INVENTORY = Path("deploy/reference-inventory.toml")
 LOOPBACK_RESOLVER = "127.0.0.1:53"
@@ -32,6 +24,14 @@ def dev(
 ) -> None:
     """Run the engine locally: migrate, start the Temporal dev server (Web UI) and a worker, load the
     inventory, print the fleet. Ctrl-C stops everything this command started."""
+    import asyncio
+
+    from activities import db
+    from cli.inventory import load_file
+    from models.inventory import InventoryError
+    from models.settings import get_settings
+    from workers import devserver
+
     if not get_settings().dns_resolvers:
         # The run command never reaches a non-loopback address: without a configured resolver its
         # scheduled DNS and blocklist checks ask 127.0.0.1 (and report `unknown` if none runs there).
@@ -91,6 +91,14 @@ def _say(text: str) -> None:
 
 
 async def _serve(once: bool) -> None:
+    import asyncio
+
+    from activities.inventory import fleet
+    from cli.inventory import print_fleet
+    from client.connection import connect
+    from models.settings import get_settings
+    from workers import bootstrap, engine
+
     settings = get_settings()
     stop = asyncio.Event()
     worker_task = asyncio.create_task(engine.run(settings, stop))

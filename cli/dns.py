@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from cli.common import JsonOpt, console, err_console, fail, print_json
 
@@ -30,6 +28,9 @@ def check(
     Queries go to EMAIL_ENGINE_DNS_RESOLVERS (default: the system resolver); the DNS gate of
     warmup starts reads the latest recorded check. Statuses: ✅ valid, ⚠️ warn (passes), ❌ invalid, ❔ unknown
     (the resolver did not answer: never counted as valid or invalid)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
     from activities.dns_checks import Checker, DomainCheck, load_targets, persist
     from models.settings import get_settings
 

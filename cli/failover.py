@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import typer
@@ -40,6 +39,8 @@ async def _answer(tenant: str, ip: str, update: str, reason: str) -> str:
 
 
 def _answer_cmd(tenant: str, ip: str, update: str, reason: str) -> None:
+    import asyncio
+
     tenant, ip = _validate(tenant, ip)
     if not reason.strip():
         fail("--reason must not be empty")
@@ -85,6 +86,8 @@ async def open_sagas() -> list[dict[str, Any]]:
 @app.command(name="list")
 def list_(json_out: bool = JsonOpt) -> None:
     """Open failovers: tenant, IP, current step, held or running, decision, standby."""
+    import asyncio
+
     try:
         rows = asyncio.run(open_sagas())
     except Exception as exc:

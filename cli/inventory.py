@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from activities import db
-from activities.inventory import LoadReport, apply_inventory, fleet
 from cli.common import JsonOpt, console, err_console, fail, print_json
-from models.enums import IpStatus
-from models.inventory import InventoryError, InventoryFile, parse
+
+if TYPE_CHECKING:
+    from activities.inventory import LoadReport
+    from models.inventory import InventoryFile
 
 app = typer.Typer(help="Load and show the fleet inventory (tenants, IPs, domains, MTA hosts).",
                   no_args_is_help=True)
@@ -25,6 +24,10 @@ STATUS_STYLE = {"active": "green", "warming": "yellow", "standby": "cyan", "quar
 
 def load_file(path: Path, *, dry_run: bool = False, apply_state: bool = False) -> LoadReport:
     """Parse, validate and apply; InventoryError lists every problem and nothing is written."""
+    from activities import db
+    from activities.inventory import apply_inventory
+    from models.inventory import InventoryError, parse
+
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -39,6 +42,10 @@ def load_file(path: Path, *, dry_run: bool = False, apply_state: bool = False) -
 def _dry_run(inv: InventoryFile, path: Path, apply_state: bool) -> LoadReport:
     """A dry run writes nothing, not even a migration or a new SQLite file: a database that is not
     there yet is compared as empty (a throw-away copy of the schema); one behind the code is refused."""
+    from activities import db
+    from activities.inventory import apply_inventory
+    from models.inventory import InventoryError
+
     actor = f"inventory:{path.name}"
     if not db.sqlite_file_missing():
         current = db.current_revision()
@@ -68,6 +75,10 @@ def load(
     json_out: bool = JsonOpt,
 ) -> None:
     """Validate the whole FILE, then apply it in one transaction. Loading it again changes nothing."""
+    from rich.table import Table
+
+    from models.inventory import InventoryError
+
     try:
         report = load_file(file, dry_run=dry_run, apply_state=apply_state)
     except InventoryError as exc:
@@ -95,6 +106,10 @@ def load(
 
 
 def print_fleet(data: dict[str, Any], show_ips: bool = True) -> None:
+    from rich.table import Table
+
+    from models.enums import IpStatus
+
     summary = Table(title="Fleet by tenant")
     summary.add_column("tenant")
     for s in IpStatus:
@@ -122,6 +137,9 @@ def show(
     summary_only: bool = typer.Option(False, "--summary", help="Counts only, no IP table."),
 ) -> None:
     """Counts by status per tenant and the table of IPs."""
+    from activities import db
+    from activities.inventory import fleet
+
     db.upgrade()
     try:
         data = fleet(tenant=tenant)

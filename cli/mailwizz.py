@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import asdict
 from typing import Any
 
@@ -33,6 +32,8 @@ def _tenants(tenant: str | None) -> list[str]:
 def check(tenant: str | None = typer.Argument(None, help="Tenant (default: every configured tenant)."),
           json_out: bool = JsonOpt) -> None:
     """Is the tenant's MTA an active delivery server in its MailWizz? (Alerts when not.) Exit 1 if any is not."""
+    import asyncio
+
     from activities.mailwizz import check_delivery_server
     from models.mailwizz import MailwizzError
 
@@ -56,6 +57,8 @@ def check(tenant: str | None = typer.Argument(None, help="Tenant (default: every
 def sync(tenant: str | None = typer.Argument(None, help="Tenant (default: every configured tenant)."),
          json_out: bool = JsonOpt) -> None:
     """Read the newest campaigns' stats now and record today's figures (opens/clicks attributed to IPs)."""
+    import asyncio
+
     from activities.mailwizz import ingest_stats
     from models.mailwizz import MailwizzError
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
 import typer
 
 from cli import bot as bot_cli
@@ -46,6 +43,9 @@ app.command(name="dev")(dev.dev)
 def worker() -> None:
     """Run an engine worker on the task queue from settings (EMAIL_ENGINE_TASK_QUEUE).
     Stops gracefully on SIGTERM or Ctrl-C."""
+    import asyncio
+    import logging
+
     from workers import engine
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

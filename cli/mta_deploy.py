@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from cli.common import JsonOpt, console, err_console, fail, print_json
 from models import names
-from models.settings import get_settings
-from models.snapshot import FleetSnapshot, MtaHostView
+
+if TYPE_CHECKING:
+    from models.snapshot import FleetSnapshot, MtaHostView
 
 HostArg = typer.Argument(None, help="MTA host name from the inventory (default: every host).", show_default=False)
 
@@ -40,6 +40,8 @@ def _hosts(host: str | None) -> tuple[FleetSnapshot, list[MtaHostView]]:
 
 
 async def _temporal_client() -> Any:
+    import asyncio
+
     from client.connection import connect
 
     try:
@@ -77,6 +79,10 @@ def deploy(
     config is restored and reloaded. Goes through the host's MtaDeployWorkflow (`mta-deploy/<host>`), so
     it queues behind a running deploy and is coalesced with other requests. A disabled host is only
     rendered to <var_dir>/mta/<host>/. Exit status 1 if any deploy failed, 2 on an error."""
+    import asyncio
+
+    from models.settings import get_settings
+
     settings = get_settings()
     _, hosts = _hosts(host)
 
@@ -144,6 +150,8 @@ def diff(host: str | None = HostArg, as_json: bool = JsonOpt) -> None:
     Reads the deployed files over SSH for an enabled host, or the render in <var_dir>/mta/<host>/ for a
     disabled one, and compares them with a fresh render of the inventory. Exit status 0: no drift,
     1: drift, 2: an error (host unknown or unreachable, host key refused)."""
+    import asyncio
+
     snapshot, hosts = _hosts(host)
 
     async def one(h: MtaHostView) -> tuple[str, str]:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
-from rich.table import Table
-from sqlalchemy.exc import SQLAlchemyError
 
 from cli.common import JsonOpt, console, fail, print_json
 from models import names
 from models.rotation import RotationError, RotationMode
+
+if TYPE_CHECKING:
+    from sqlalchemy.exc import SQLAlchemyError
 
 app = typer.Typer(
     help="IP rotation across a tenant's sending (active and warming) IPs: round-robin with a durable "
@@ -49,6 +50,8 @@ def pick(
     """Pick one sending IP of TENANT and record the pick. Prints `IP VMTA` and the header line to add
     to the message (`X-Virtual-MTA: VMTA`; PowerMTA honours it where `process-x-virtual-mta yes`).
     With --count N: N lines `IP VMTA`."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from activities import rotation
 
     name = _tenant(tenant)
@@ -71,6 +74,8 @@ def pick(
 def status(tenant: str = TenantOpt, json_out: bool = JsonOpt) -> None:
     """What rotation sees for TENANT: eligible IPs in round-robin order, sends in the last hour
     (picks recorded by `rotation pick`), load against daily_quota/24, and weighted-random share."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from activities import rotation
 
     name = _tenant(tenant)
@@ -83,6 +88,8 @@ def status(tenant: str = TenantOpt, json_out: bool = JsonOpt) -> None:
     if json_out:
         print_json(st.to_dict())
         return
+    from rich.table import Table
+
     table = Table(title=f"rotation of {name}: {len(st.ips)} eligible IP(s), round-robin position {st.position}")
     for col in ("ip", "vmta", "status", "daily quota", "sent last hour", "load", "weighted share"):
         table.add_column(col, justify="left" if col in ("ip", "vmta", "status") else "right")

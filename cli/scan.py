@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from cli.common import JsonOpt, console, err_console, fail, print_json
 from models import names
@@ -34,6 +31,11 @@ def blocklists(
     Prints per IP/domain the lists that list it (code, meaning, delisting page), the unknown answers
     (timeouts, SERVFAIL/REFUSED, the lists' error codes) and the broken zones. Changes nothing.
     """
+    import asyncio
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
     from activities.blocklists import configured_catalog, inventory_targets, scan
     from models.blocklist import CatalogError
     from models.settings import get_settings

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import typer
@@ -23,6 +22,7 @@ def ingest(
     """Count new records of each FILE into the daily stats. Ingesting a file again adds nothing twice
     (offsets are tracked); a grown file adds only its new records. Malformed lines are counted, skipped
     and reported."""
+    import asyncio
     from dataclasses import asdict
 
     from activities import db

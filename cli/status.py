@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from rich.table import Table
@@ -112,6 +111,8 @@ def status(json_out: bool = JsonOpt) -> None:
     """The fleet on one screen: IPs by status and today's capacity per tenant, warmups by phase and
     paused, failovers awaiting approval, last blocklist scan and broken zones, DNS failures, MTA
     deploy drift. Works without Temporal (then warmups come from the inventory, with a note)."""
+    import asyncio
+
     from activities import db
     from client.status import collect
 

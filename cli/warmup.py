@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,6 +22,8 @@ T = TypeVar("T")
 
 def _run(fn: Callable[[Any], Awaitable[T]]) -> T:
     """Connect to Temporal and run `fn(client)`; connection and refusal errors become precise CLI errors."""
+    import asyncio
+
     from temporalio.service import RPCError
 
     from client.connection import connect
