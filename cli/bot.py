@@ -86,6 +86,7 @@ def bot() -> None:
     chats or users are ignored and logged. Ctrl-C stops it."""
     import asyncio
 
+    from client import connection
     from models.alerting import parse_id_list
     from models.settings import get_settings
 
@@ -115,6 +116,6 @@ def bot() -> None:
         await run_bot(settings, client, stop)
 
     try:
-        asyncio.run(main())
+        connection.run(main())
     except BotTokenRejected as exc:
         fail(str(exc))

@@ -39,12 +39,12 @@ async def _answer(tenant: str, ip: str, update: str, reason: str) -> str:
 
 
 def _answer_cmd(tenant: str, ip: str, update: str, reason: str) -> None:
-    import asyncio
+    from client.connection import run
 
     tenant, ip = _validate(tenant, ip)
     if not reason.strip():
         fail("--reason must not be empty")
-    console.print(asyncio.run(_answer(tenant, ip, update, reason.strip())), highlight=False)
+    console.print(run(_answer(tenant, ip, update, reason.strip())), highlight=False)
 
 
 @app.command()
@@ -86,10 +86,10 @@ async def open_sagas() -> list[dict[str, Any]]:
 @app.command(name="list")
 def list_(json_out: bool = JsonOpt) -> None:
     """Open failovers: tenant, IP, current step, held or running, decision, standby."""
-    import asyncio
+    from client.connection import run
 
     try:
-        rows = asyncio.run(open_sagas())
+        rows = run(open_sagas())
     except Exception as exc:
         fail(f"cannot list failovers: {exc}")
     if json_out:

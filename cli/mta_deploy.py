@@ -81,6 +81,7 @@ def deploy(
     rendered to <var_dir>/mta/<host>/. Exit status 1 if any deploy failed, 2 on an error."""
     import asyncio
 
+    from client.connection import run as run_client
     from models.settings import get_settings
 
     settings = get_settings()
@@ -133,7 +134,7 @@ def deploy(
         return out
 
     try:
-        results = asyncio.run(run())
+        results = run_client(run())
     except typer.Exit:
         raise
     except Exception as err:

@@ -22,18 +22,16 @@ T = TypeVar("T")
 
 def _run(fn: Callable[[Any], Awaitable[T]]) -> T:
     """Connect to Temporal and run `fn(client)`; connection and refusal errors become precise CLI errors."""
-    import asyncio
-
     from temporalio.service import RPCError
 
-    from client.connection import connect
+    from client.connection import connect, run
     from client.errors import EngineError
 
     async def main() -> T:
         return await fn(await connect())
 
     try:
-        return asyncio.run(main())
+        return run(main())
     except EngineError as err:  # unreachable, unknown IP, not running, refused: the message says it
         fail(str(err))
     except RPCError as err:

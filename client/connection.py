@@ -1,12 +1,21 @@
-"""Connecting to Temporal with the engine's settings."""
+"""Connecting to Temporal with the engine's settings, and running a short client process."""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from temporalio.client import Client
 from temporalio.runtime import Runtime
 
 from models.errors import TemporalUnreachable
 from models.settings import Settings, get_settings
+
+T = TypeVar("T")
+
+#: Seconds the loop keeps running after the client process's work is done (see run).
+EXIT_GRACE = 0.05
 
 
 async def connect(settings: Settings | None = None, runtime: Runtime | None = None) -> Client:
@@ -22,3 +31,21 @@ async def connect(settings: Settings | None = None, runtime: Runtime | None = No
     except RuntimeError as err:
         raise TemporalUnreachable(f"cannot reach Temporal at {settings.temporal_address}: {err} "
                                   "(is `email-engine dev` or the production cluster running?)") from err
+
+
+def run(main: Coroutine[Any, Any, T], grace: float = EXIT_GRACE) -> T:
+    """`asyncio.run(main)` for a short process that used a Temporal client (a CLI command, a script).
+
+    After `main` ends (its frame, and with it a client it connected, is dropped) the loop runs `grace`
+    seconds more, so the SDK's Rust threads finish closing the connection before the interpreter
+    finalizes. Without it about one such process in ten aborts at exit, after its work was done
+    ("Fatal Python error: PyGILState_Release", temporalio/sdk-python#300). Keep the client in
+    `main`'s locals, not in a global, so it is dropped inside the loop."""
+
+    async def _main() -> T:
+        try:
+            return await main
+        finally:
+            await asyncio.sleep(grace)
+
+    return asyncio.run(_main())
