@@ -20,7 +20,14 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from models import names
 from models.errors import EngineError, NotRunning, Refused
-from models.failover_contracts import FailoverInput, SagaState, StartSagaRequest, StartSagaResult, saga_id
+from models.failover_contracts import (
+    FailoverDecision,
+    FailoverInput,
+    SagaState,
+    StartSagaRequest,
+    StartSagaResult,
+    saga_id,
+)
 from models.search_attributes import IP_ADDRESS, TENANT
 
 WORKFLOW = "FailoverSaga"
@@ -89,13 +96,15 @@ async def list_failovers(client: Client) -> list[OpenFailover]:
     return sorted(rows, key=lambda r: r.workflow_id)
 
 
-async def _answer(client: Client, tenant: str, address: str, update: str, reason: str) -> str:
+async def _answer(client: Client, tenant: str, address: str, update: str, reason: str,
+                  incident: str | None = None) -> str:
     wid = saga_id(names.tenant(tenant), names.ip_address(address))
     if not reason.strip():
         raise Refused("--reason must not be empty")
     handle = client.get_workflow_handle(wid)
+    answer: FailoverDecision | str = reason.strip() if incident is None else FailoverDecision(reason.strip(), incident)
     try:
-        result: str = await handle.execute_update(update, reason.strip(), result_type=str)
+        result: str = await handle.execute_update(update, answer, result_type=str)
         return result
     except WorkflowUpdateFailedError as exc:
         raise Refused(f"{wid}: {getattr(exc.cause, 'message', None) or exc.cause or exc}") from None
@@ -105,11 +114,15 @@ async def _answer(client: Client, tenant: str, address: str, update: str, reason
         raise EngineError(f"{wid}: {exc.message}") from None
 
 
-async def approve(client: Client, tenant: str, address: str, reason: str) -> str:
-    """Approve a failover held by the circuit breaker (a standby of the tenant starts warming)."""
-    return await _answer(client, tenant, address, "approve", reason)
+async def approve(client: Client, tenant: str, address: str, reason: str, incident: str | None = None) -> str:
+    """Approve a failover held by the circuit breaker (a standby of the tenant starts warming).
+
+    `incident`: the saga run the approval is for (SagaState.run_id, e.g. the one whose evidence was
+    read); the saga refuses it when another run of that IP is current. None: the current run."""
+    return await _answer(client, tenant, address, "approve", reason, incident)
 
 
-async def deny(client: Client, tenant: str, address: str, reason: str) -> str:
-    """Deny a held failover: the listed IP stays quarantined, no standby is activated."""
-    return await _answer(client, tenant, address, "deny", reason)
+async def deny(client: Client, tenant: str, address: str, reason: str, incident: str | None = None) -> str:
+    """Deny a held failover: the listed IP stays quarantined, no standby is activated (`incident`: as
+    for approve)."""
+    return await _answer(client, tenant, address, "deny", reason, incident)

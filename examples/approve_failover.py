@@ -3,7 +3,8 @@
     python examples/approve_failover.py client-1 198.51.100.7 --reason "listing confirmed, tenant healthy"
 
 Prints what the saga holds for (the breaker's reasons, the listings, how often it was detected, its
-log), then asks for a yes (or takes --yes) and approves: a standby IP of the tenant starts warming.
+log), then asks for a yes (or takes --yes) and approves that incident (the saga run shown; a newer run
+of the same IP refuses it): a standby IP of the tenant starts warming.
 Refuses without asking when the failover is not held or names no listing: nothing acts without
 evidence. Temporal comes from the settings (EMAIL_ENGINE_TEMPORAL_ADDRESS).
 """
@@ -21,7 +22,8 @@ from models.failover_contracts import SagaState
 
 
 def show(state: SagaState) -> None:
-    print(f"{state.workflow_id}: {state.status} at step {state.step!r}, detected {state.detections} time(s)")
+    print(f"{state.workflow_id} (run {state.run_id or '?'}): {state.status} at step {state.step!r}, "
+          f"detected {state.detections} time(s)")
     for reason in state.reasons:
         print(f"  held because: {reason}")
     for listing in state.listings:
@@ -43,7 +45,8 @@ async def review_and_approve(tenant: str, address: str, reason: str, yes: bool) 
         raise Refused(f"the failover of {address} names no listing: not approving without evidence")
     if not yes and input("Approve (a standby starts warming)? [y/N] ").strip().lower() not in ("y", "yes"):
         return "not approved"
-    return await failovers.approve(client, tenant, address, reason)
+    # the run whose evidence was shown: if the saga was replaced meanwhile, it refuses this approval
+    return await failovers.approve(client, tenant, address, reason, incident=state.run_id or None)
 
 
 def main() -> None:

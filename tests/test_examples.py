@@ -18,6 +18,7 @@ import pytest
 from temporalio.client import Client
 
 from client import failovers
+from client.errors import Refused
 from client.warmups import start_all_warming, warmup_status
 from models.failover import Listing, saga_id
 from models.failover_contracts import SagaState, StartSagaRequest
@@ -131,11 +132,15 @@ async def test_approve_a_held_failover_after_its_evidence(temporal_local, sqlite
                 "test"), queue)
             handle = client.get_workflow_handle(started.workflow_id)
             await fs.wait_for(handle, lambda s: s["status"] == "held")
+            handle_run = (await handle.describe()).run_id
+            # an approval for another incident (run) of this IP is refused by the saga
+            with pytest.raises(Refused, match="this answer is for failover run stale-run"):
+                await failovers.approve(client, "ex-a", listed, "old button", incident="stale-run")
 
             # the evidence is printed; answering no changes nothing
             res = await example(client, "approve_failover.py", "ex-a", listed, "--reason", "checked", stdin="n\n")
             assert res.returncode == 0, res.stderr
-            assert f"failover/ex-a/{listed}: held" in res.stdout
+            assert f"failover/ex-a/{listed} (run {handle_run}): held" in res.stdout
             assert "held because: 7-day complaint rate 1.000% (10/1000)" in res.stdout
             assert f"listed: {listed} on zen.test" in res.stdout
             assert res.stdout.rstrip().endswith("not approved")
