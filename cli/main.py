@@ -13,6 +13,7 @@ from cli import mailwizz as mailwizz_cli
 from cli import mta as mta_cli
 from cli import rotation as rotation_cli
 from cli import scan as scan_cli
+from cli import schedules as schedules_cli
 from cli import stats as stats_cli
 from cli import status as status_cli
 from cli import warmup as warmup_cli
@@ -37,6 +38,7 @@ app.add_typer(stats_cli.app, name="stats")
 app.add_typer(mta_cli.app, name="mta")
 app.add_typer(dkim_cli.app, name="dkim")
 app.command(name="dev")(dev.dev)
+app.add_typer(schedules_cli.app, name="schedules")
 
 
 @app.command()

@@ -14,7 +14,7 @@ from models.scan_contracts import ScanInput, ScanSummary, manual_scan_id
 from models.settings import get_settings
 
 WORKFLOW = "BlocklistScanWorkflow"
-#: Same bound as the Schedule's runs (workers/blocklist_schedule.py).
+#: Same bound as the Schedule's runs (client/schedules.py).
 EXECUTION_TIMEOUT = dt.timedelta(hours=2)
 
 

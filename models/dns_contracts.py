@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-#: The id of the scheduled run (the Schedule itself is workers/dns_schedule.SCHEDULE_ID).
+#: The id of the scheduled run (the Schedule itself is models.schedules.DNS_VALIDATION).
 WORKFLOW_ID = "dns-validation"
 
 

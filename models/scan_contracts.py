@@ -1,7 +1,7 @@
 """BlocklistScanWorkflow's contract (workflow "BlocklistScanWorkflow"): input, summary (its result
 and its `summary` query), the Temporal Schedule's id, and the id of a scan run now.
 
-Shared by workflows/blocklist_scan.py, workers/blocklist_schedule.py and client/scans.py.
+Shared by workflows/blocklist_scan.py, client/schedules.py and client/scans.py.
 """
 
 from __future__ import annotations

@@ -231,17 +231,18 @@ def _inventory_with_host(address: str, port: int, user: str) -> str:
 
 async def test_hourly_schedule_on_dev_server(temporal_local, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
                                              ) -> None:
-    from workers.accounting_schedule import SCHEDULE_ID, install_accounting_schedule
+    from client.schedules import apply_schedules
+    from models.schedules import ACCOUNTING_INGEST as SCHEDULE_ID
     from workflows.accounting import AccountingIngestWorkflow
 
     queue = f"acct-{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("EMAIL_ENGINE_TASK_QUEUE", queue)
     get_settings.cache_clear()
     client = temporal_local.client
-    lines = await install_accounting_schedule(client, get_settings())
-    assert "accounting ingest every 60 min" in lines[0]
-    again = await install_accounting_schedule(client, get_settings())
-    assert f"schedule {SCHEDULE_ID} updated" in again[0]
+    [first] = await apply_schedules(client, get_settings(), only=[SCHEDULE_ID])
+    assert first.action == "created" and first.when == "every 1 h"
+    [again] = await apply_schedules(client, get_settings(), only=[SCHEDULE_ID])
+    assert again.line() == f"schedule {SCHEDULE_ID}: unchanged (every 1 h)"
     handle = client.get_schedule_handle(SCHEDULE_ID)
     desc = await handle.describe()
     assert desc.schedule.spec.intervals[0].every == dt.timedelta(hours=1)

@@ -113,15 +113,17 @@ async def test_daily_run_alerts_only_on_change(temporal_time_skipping, sqlite_ur
 
 
 async def test_schedule_installed_daily_at_the_configured_hour(temporal_local) -> None:
-    from workers.bootstrap import HOOKS
-    from workers.dns_schedule import SCHEDULE_ID, install_dns_schedule
+    from client.schedules import apply_schedules
+    from models.schedules import DNS_VALIDATION as SCHEDULE_ID
 
-    assert install_dns_schedule in HOOKS  # the run command installs it
+    async def install_dns_schedule(client, settings):  # type: ignore[no-untyped-def]
+        return [o.line() for o in await apply_schedules(client, settings, only=[SCHEDULE_ID])]
+
     client = temporal_local.client
     settings = Settings(task_queue="dns-sched-test")
     try:
         lines = await install_dns_schedule(client, settings)
-        assert "installed" in lines[0] and "06:00 UTC" in lines[0]
+        assert "created" in lines[0] and "06:00 UTC" in lines[0]
         desc = await client.get_schedule_handle(SCHEDULE_ID).describe()
         cal = desc.schedule.spec.calendars[0]
         assert [r.start for r in cal.hour] == [6] and [r.start for r in cal.minute] == [0]

@@ -102,21 +102,23 @@ async def test_scan_acts_on_each_state(temporal_time_skipping, db_url: str) -> N
 
 
 async def test_schedule_installed_by_bootstrap_hook(temporal_local, sqlite_url: str) -> None:
+    from client.schedules import apply_schedules
     from models.scan_contracts import SCHEDULE_ID
     from models.settings import Settings
-    from workers.blocklist_schedule import install_blocklist_schedule
-    from workers.bootstrap import HOOKS
+    from workers.bootstrap import HOOKS, install_schedules
 
-    assert install_blocklist_schedule in HOOKS  # the run command installs it
+    assert install_schedules in HOOKS  # the run command installs it
     client = temporal_local.client
     settings = Settings(task_queue="fo-sched", blocklist_scan_interval_hours=4)
     try:
-        assert "installed" in (await install_blocklist_schedule(client, settings))[0]
+        [first] = await apply_schedules(client, settings, only=[SCHEDULE_ID])
+        assert first.action == "created" and first.when == "every 4 h"
         desc = await client.get_schedule_handle(SCHEDULE_ID).describe()
         assert desc.schedule.spec.intervals[0].every == dt.timedelta(hours=4)
         assert getattr(desc.schedule.action, "workflow", None) == "BlocklistScanWorkflow"
         settings = Settings(task_queue="fo-sched", blocklist_scan_interval_hours=2)
-        assert "updated" in (await install_blocklist_schedule(client, settings))[0]
+        [second] = await apply_schedules(client, settings, only=[SCHEDULE_ID])
+        assert second.action == "updated" and second.changes == ["every_seconds: 14400 -> 7200"]
         desc = await client.get_schedule_handle(SCHEDULE_ID).describe()
         assert desc.schedule.spec.intervals[0].every == dt.timedelta(hours=2)
     finally:

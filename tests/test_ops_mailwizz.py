@@ -211,19 +211,22 @@ async def test_sync_workflow_on_time_skipping_server(fleet: str, mailwizz: Mailw
 
 
 async def test_run_command_hook_installs_the_schedule(temporal_local) -> None:  # type: ignore[no-untyped-def]
-    from workers.ops_bootstrap import SCHEDULE_ID, install_ops
+    from client.schedules import apply_schedules
+    from models.schedules import MAILWIZZ_SYNC
+    from workers.ops_bootstrap import install_ops
 
     settings = get_settings()
     client = temporal_local.client
     try:
-        first = await install_ops(client, settings)
-        second = await install_ops(client, settings)
-        assert "installed" in first[0] and "updated" in second[0]
-        assert "query=Tenant%3D%22client-2%22%20AND%20WarmupPhase%3D%22week_3%22" in first[1]
-        desc = await client.get_schedule_handle(SCHEDULE_ID).describe()
+        [first] = await apply_schedules(client, settings, only=[MAILWIZZ_SYNC])
+        [second] = await apply_schedules(client, settings, only=[MAILWIZZ_SYNC])
+        assert first.action == "created" and second.action == "unchanged"
+        lines = await install_ops(client, settings)
+        assert "query=Tenant%3D%22client-2%22%20AND%20WarmupPhase%3D%22week_3%22" in lines[1]
+        desc = await client.get_schedule_handle(MAILWIZZ_SYNC).describe()
         assert desc.schedule.spec.intervals[0].every == dt.timedelta(hours=1)
     finally:
-        await client.get_schedule_handle(SCHEDULE_ID).delete()
+        await client.get_schedule_handle(MAILWIZZ_SYNC).delete()
 
 
 def test_cli_check_and_sync(fleet: str, mailwizz: MailwizzDouble, cli) -> None:  # type: ignore[no-untyped-def]

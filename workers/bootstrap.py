@@ -15,13 +15,14 @@ Hook = Callable[[Client, Settings], Awaitable[list[str]]]
 HOOKS: list[Hook] = []
 
 
-def _dns_schedule_hook() -> Hook:
-    from workers.dns_schedule import install_dns_schedule
+async def install_schedules(client: Client, settings: Settings) -> list[str]:
+    """Every Temporal Schedule, the same code as `email-engine schedules apply` (client/schedules.py)."""
+    from client.schedules import apply_schedules
 
-    return install_dns_schedule
+    return [o.line() for o in await apply_schedules(client, settings)]
 
 
-HOOKS.append(_dns_schedule_hook())
+HOOKS.append(install_schedules)
 
 
 def _warmup_hook() -> Hook:
@@ -31,15 +32,6 @@ def _warmup_hook() -> Hook:
 
 
 HOOKS.append(_warmup_hook())
-
-
-def _accounting_hook() -> Hook:
-    from workers.accounting_schedule import install_accounting_schedule
-
-    return install_accounting_schedule
-
-
-HOOKS.append(_accounting_hook())
 
 
 def _mta_render_hook() -> Hook:
@@ -58,15 +50,6 @@ def _ops_hook() -> Hook:
 
 
 HOOKS.append(_ops_hook())
-
-
-def _blocklist_schedule_hook() -> Hook:
-    from workers.blocklist_schedule import install_blocklist_schedule
-
-    return install_blocklist_schedule
-
-
-HOOKS.append(_blocklist_schedule_hook())
 
 
 async def run_hooks(client: Client, settings: Settings) -> list[str]:

@@ -1,5 +1,5 @@
 """AccountingIngestWorkflow: fetch new PowerMTA accounting records from every enabled MTA host over SFTP
-and count them into the daily stats. Run hourly by a Temporal Schedule (workers/accounting_schedule.py);
+and count them into the daily stats. Run hourly by a Temporal Schedule (client/schedules.py);
 idempotent (offsets live in the database), so overlapping or repeated runs add nothing twice."""
 
 from __future__ import annotations

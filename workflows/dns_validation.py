@@ -1,7 +1,7 @@
 """DnsValidationWorkflow: check every sending domain's DNS authentication, alert on changes.
 
 Run daily by the Temporal Schedule "dns-validation" (EMAIL_ENGINE_DNS_CHECK_HOUR, UTC; installed by
-workers/dns_schedule.py at start-up), or on demand. Domains are checked by the activity
+client/schedules.py, `email-engine schedules apply`), or on demand. Domains are checked by the activity
 "check_dns_domain" (which persists the result the DNS gate reads) with bounded concurrency;
 progress is in the "status" query. One alert summarizes every change of state (newly failing,
 not checkable, recovered); a day without changes sends nothing.

@@ -1,7 +1,7 @@
 """MailwizzSyncWorkflow: hourly, per tenant with a MailWizz key: check that the tenant's MTA is an
 active delivery server (the activity alerts if not) and record the day's campaign figures (opens
 and clicks attributed to IPs by their sent share). One tenant's MailWizz failing does not stop the
-others; it is alerted. Started by the Temporal Schedule "mailwizz-sync" (workers/ops_bootstrap.py).
+others; it is alerted. Started by the Temporal Schedule "mailwizz-sync" (client/schedules.py).
 """
 
 from __future__ import annotations
