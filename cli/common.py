@@ -19,6 +19,25 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
+def run_app(app: typer.Typer) -> None:
+    """Run the CLI; an unexpected error is printed with every secret of the settings masked (a
+    database URL with its password can be part of a driver's or Alembic's message), exit 1."""
+    try:
+        app()
+    except Exception as exc:
+        import traceback
+
+        from models.settings import Settings
+
+        try:
+            settings = Settings()
+        except Exception:  # the settings themselves are invalid: nothing to mask with
+            raise exc from None
+        text = "".join(traceback.format_exception(exc))
+        err_console.print(settings.redact(text), highlight=False, markup=False)
+        raise SystemExit(1) from None
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print `message` as plain text (it often carries remote or user text: a `[/]` or `[link=...]`
     in it must not be read as Rich markup) and exit with `code`."""

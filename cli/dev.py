@@ -43,7 +43,7 @@ def dev(
     var = settings.var_dir
     var.mkdir(parents=True, exist_ok=True)
     db.upgrade()
-    console.print(f"database: {settings.resolved_database_url()} (revision {db.current_revision()})")
+    console.print(f"database: {settings.display_database_url()} (revision {db.current_revision()})")
     try:
         report = load_file(inventory)
     except InventoryError as exc:

@@ -55,7 +55,9 @@ def worker() -> None:
 
 
 def main() -> None:
-    app()
+    from cli.common import run_app
+
+    run_app(app)
 
 
 if __name__ == "__main__":

@@ -146,6 +146,63 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite:///{(self.var_dir / 'email-engine.db').as_posix()}"
 
+    def display_database_url(self) -> str:
+        """The database URL as it may be printed: its password masked (dev, doctor, errors)."""
+        return mask_url(self.resolved_database_url())
+
+    def redact(self, text: str) -> str:
+        """`text` (e.g. an error message) with the database password and every secret setting masked."""
+        return redact(text, self.resolved_database_url(), *self.secret_values())
+
+    def secret_values(self) -> list[str]:
+        values = [self.telegram_bot_token.get_secret_value(), self.mailwizz_keys.get_secret_value()]
+        if self.spamhaus_dqs_key:
+            values.append(self.spamhaus_dqs_key.get_secret_value())
+        return [v for v in values if v]
+
+
+MASK = "***"
+
+
+def _url_password(url: str) -> str | None:
+    """The password of `scheme://user:password@host/...` (as written, URL-encoded), or None."""
+    _, sep, rest = url.partition("://")
+    if not sep:
+        return None
+    netloc = rest.split("/", 1)[0].split("?", 1)[0]
+    userinfo, at, _ = netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return None
+    return userinfo.split(":", 1)[1] or None
+
+
+def mask_url(url: str) -> str:
+    """`url` with its password (userinfo, or a `password=` query parameter) replaced by ***."""
+    import re
+
+    password = _url_password(url)
+    if password:
+        scheme, _, rest = url.partition("://")
+        netloc, slash, tail = rest.partition("/")
+        userinfo, _, host = netloc.rpartition("@")
+        url = f"{scheme}://{userinfo.split(':', 1)[0]}:{MASK}@{host}{slash}{tail}"
+    return re.sub(r"(?i)([?&](?:password|passwd|pwd)=)[^&#]*", rf"\g<1>{MASK}", url)
+
+
+def redact(text: str, url: str, *secrets: str) -> str:
+    """`text` with the password of `url` (raw and URL-decoded) and each secret replaced by ***."""
+    import re
+    import urllib.parse
+
+    values = list(secrets)
+    password = _url_password(url)
+    if password:
+        values += [password, urllib.parse.unquote(password)]
+    values += re.findall(r"(?i)[?&](?:password|passwd|pwd)=([^&#]+)", url)
+    for value in sorted({v for v in values if len(v) >= 3}, key=len, reverse=True):
+        text = text.replace(value, MASK)
+    return text
+
 
 def parse_resolvers(text: str) -> list[tuple[str, int]]:
     from models.names import NameError_, ip_address
