@@ -200,6 +200,19 @@ async def scan(
     )
 
 
+async def self_test_zones(settings: Settings | None = None) -> tuple[list[str], list[BrokenZone]]:
+    """The RFC 5782 self-test a scan starts with, alone: (zones that pass, zones that fail), through
+    the configured resolvers (`email-engine doctor`)."""
+    settings = settings or get_settings()
+    key = settings.spamhaus_dqs_key.get_secret_value() if settings.spamhaus_dqs_key else None
+    active = configured_catalog(settings).active(key or None)
+    servers = settings.resolvers() or system_resolvers()
+    async with MuxResolver(servers, timeout=settings.dns_timeout,
+                           concurrency=settings.blocklist_concurrency) as resolver:
+        usable, broken, _ = await _self_test(resolver, active)
+    return [z.name for z in usable], broken
+
+
 def _plan(targets: Sequence[ScanTarget], usable: Sequence[ActiveZone]
           ) -> tuple[list[tuple[int, ActiveZone]], list[str], list[bytes | None]]:
     """(target index, zone) pairs to query, their names and pre-encoded questions. Each target's labels

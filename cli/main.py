@@ -8,6 +8,7 @@ from cli import bot as bot_cli
 from cli import db, dev, inventory
 from cli import dkim as dkim_cli
 from cli import dns as dns_cli
+from cli import doctor as doctor_cli
 from cli import failover as failover_cli
 from cli import mailwizz as mailwizz_cli
 from cli import mta as mta_cli
@@ -39,6 +40,7 @@ app.add_typer(mta_cli.app, name="mta")
 app.add_typer(dkim_cli.app, name="dkim")
 app.command(name="dev")(dev.dev)
 app.add_typer(schedules_cli.app, name="schedules")
+app.command(name="doctor")(doctor_cli.doctor)
 
 
 @app.command()

@@ -33,6 +33,8 @@ class TelegramState:
     send_delay: float = 0.0  # seconds before answering sendMessage (a slow Telegram)
     next_update_id: int = 1000
     next_message_id: int = 1
+    #: Chats the bot is a member of (getChat answers them; others are "chat not found"); None: every chat.
+    chats: set[int] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -71,6 +73,12 @@ class TelegramDouble(HttpDouble):
         params = {**query, **params}
         if name == "getMe":
             return 200, {"ok": True, "result": BOT_USER}
+        if name == "getChat":
+            chat_id = int(params.get("chat_id") or 0)
+            if st.chats is not None and chat_id not in st.chats:
+                return 400, {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}
+            return 200, {"ok": True, "result": {"id": chat_id, "type": "group", "title": "ops",
+                                                "accent_color_id": 0, "max_reaction_count": 11}}
         if name in ("deleteWebhook", "setMyCommands"):
             return 200, {"ok": True, "result": True}
         if name == "getUpdates":
