@@ -13,6 +13,7 @@ from models.settings import Settings
 
 
 def _short(err: BaseException, settings: Settings) -> str:
+    err = getattr(err, "orig", None) or err  # SQLAlchemy: the driver's message, not the statement
     text = " ".join(str(err).split()) or type(err).__name__
     return settings.redact(text)[:300]
 
@@ -20,14 +21,16 @@ def _short(err: BaseException, settings: Settings) -> str:
 # --- database ---------------------------------------------------------------------------------------
 
 def database_checks(settings: Settings) -> list[Check]:
-    """Reachable (SELECT 1) and at the migrations' head."""
-    from alembic.script import ScriptDirectory
+    """Reachable (SELECT 1) and at the migrations' head; a missing SQLite file is not created."""
     from sqlalchemy import text
 
     from activities import db
 
     url = settings.resolved_database_url()
     shown = settings.display_database_url()
+    if db.sqlite_file_missing(url):
+        return [dm.fail("database", "reachable", f"{shown}: the file does not exist",
+                        "run `email-engine db upgrade` (creates it), or fix EMAIL_ENGINE_DATABASE_URL")]
     try:
         with db.get_engine(url).connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -35,8 +38,7 @@ def database_checks(settings: Settings) -> list[Check]:
     except Exception as err:
         return [dm.fail("database", "reachable", f"{shown}: {_short(err, settings)}",
                         "start the database or fix EMAIL_ENGINE_DATABASE_URL")]
-    heads = ScriptDirectory.from_config(db.alembic_config(url)).get_heads()
-    return [dm.ok("database", "reachable", shown), dm.migration(current, heads)]
+    return [dm.ok("database", "reachable", shown), dm.migration(current, db.head_revision().split(","))]
 
 
 # --- DNS --------------------------------------------------------------------------------------------

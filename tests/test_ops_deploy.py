@@ -115,6 +115,9 @@ def test_systemd_units() -> None:
         assert cp["Install"]["WantedBy"] == "multi-user.target"
     worker = (DEPLOY / "systemd" / "email-engine-worker@.service").read_text()
     assert "EMAIL_ENGINE_TASK_QUEUE=%i" in worker
+    # the Schedules are created or updated before the worker polls (same code as `email-engine dev`)
+    assert "\nExecStartPre=/opt/email-engine/.venv/bin/email-engine schedules apply\n" in worker
+    assert "schedules" in {g.name for g in app.registered_groups}
 
 
 def test_systemd_units_verify() -> None:
