@@ -27,23 +27,27 @@ def check(
 
     Queries go to EMAIL_ENGINE_DNS_RESOLVERS (default: the system resolver); the DNS gate of
     warmup starts reads the latest recorded check. Statuses: ✅ valid, ⚠️ warn (passes), ❌ invalid, ❔ unknown
-    (the resolver did not answer: never counted as valid or invalid)."""
+    (the resolver did not answer: never counted as valid or invalid).
+
+    Exit status (also with --json): 0 every domain passes; 1 at least one domain fails; 2 could not
+    run (bad input, no database); 3 incomplete: none fails, but some could not be checked (unknown)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from activities.dns_checks import Checker, DomainCheck, load_targets, persist
+    from models.exit_status import ERROR, dns_status
     from models.settings import get_settings
 
     if tenant and domain:
-        fail("give --tenant or --domain, not both")
+        fail("give --tenant or --domain, not both", code=ERROR)
     settings = get_settings()
     try:
         checker = Checker.from_settings(settings)
         targets = load_targets(tenant=tenant, domain=domain)
     except ValueError as exc:
-        fail(str(exc))
+        fail(str(exc), code=ERROR)
     if not targets:
-        fail("no sending domains in the inventory (load one with `email-engine inventory load FILE`)")
+        fail("no sending domains in the inventory (load one with `email-engine inventory load FILE`)", code=ERROR)
     results: list[dict[str, Any]] = []
     with Progress(TextColumn("checking DNS"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.description}"), console=err_console, transient=True,
@@ -56,9 +60,12 @@ def check(
 
         checker.check_many(targets, settings.dns_check_concurrency, done)
     results.sort(key=lambda r: (r["tenant"], r["domain"]))
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
     if json_out:
         print_json(results)
-        return
+        raise typer.Exit(dns_status(counts))
     table = Table(title="DNS authentication", show_lines=True)
     for col in ("tenant", "domain", "IP", "SPF", "DKIM", "DMARC", "PTR"):
         table.add_column(col, overflow="fold")
@@ -66,11 +73,9 @@ def check(
         cells = (_cell(r["items"][n]) for n in ("spf", "dkim", "dmarc", "ptr"))
         table.add_row(r["tenant"], r["domain"], r["ip"], *cells)
     console.print(table)
-    counts: dict[str, int] = {}
-    for r in results:
-        counts[r["state"]] = counts.get(r["state"], 0) + 1
     console.print(f"{len(results)} domains: {counts.get('pass', 0)} pass, {counts.get('fail', 0)} fail, "
                   f"{counts.get('unknown', 0)} unknown", highlight=False)
+    raise typer.Exit(dns_status(counts))
 
 
 # `dns records` (MTA/DKIM feature): what to publish per domain.

@@ -30,6 +30,10 @@ def blocklists(
     (EMAIL_ENGINE_DNS_RESOLVERS); a zone failing it is reported broken and its answers are ignored.
     Prints per IP/domain the lists that list it (code, meaning, delisting page), the unknown answers
     (timeouts, SERVFAIL/REFUSED, the lists' error codes) and the broken zones. Changes nothing.
+
+    Exit status (also with --json): 0 nothing listed and every answer known; 1 at least one IP or
+    domain listed; 2 could not run (bad input, no database, unreadable catalogue); 3 incomplete:
+    nothing listed, but some answers were unknown or some zones failed their self-test.
     """
     import asyncio
 
@@ -38,6 +42,7 @@ def blocklists(
 
     from activities.blocklists import configured_catalog, inventory_targets, scan
     from models.blocklist import CatalogError
+    from models.exit_status import ERROR, scan_status
     from models.settings import get_settings
 
     settings = get_settings()
@@ -45,32 +50,32 @@ def blocklists(
         try:
             tenant = names.tenant(tenant)
         except names.NameError_ as exc:
-            fail(str(exc))
+            fail(str(exc), code=ERROR)
     try:
         settings.resolvers()
     except ValueError as exc:
-        fail(str(exc))
+        fail(str(exc), code=ERROR)
     try:
         catalog = configured_catalog(settings)
         key = settings.spamhaus_dqs_key.get_secret_value() if settings.spamhaus_dqs_key else None
         catalog.active(key or None, only=zone or None)
     except CatalogError as exc:
-        fail(f"blocklist catalogue {exc.source}:\n  " + "\n  ".join(exc.problems))
+        fail(f"blocklist catalogue {exc.source}:\n  " + "\n  ".join(exc.problems), code=ERROR)
     except ValueError as exc:
-        fail(str(exc))
+        fail(str(exc), code=ERROR)
     try:
         targets = inventory_targets(tenant)
     except LookupError as exc:
-        fail(str(exc.args[0]) if exc.args else str(exc))
+        fail(str(exc.args[0]) if exc.args else str(exc), code=ERROR)
     except Exception as exc:  # no database, not migrated, ...
         fail(f"cannot read the inventory database: {exc.__class__.__name__}: {str(exc).splitlines()[0]} "
-             "(run `email-engine db upgrade` and `email-engine inventory load FILE`)")
+             "(run `email-engine db upgrade` and `email-engine inventory load FILE`)", code=ERROR)
 
     if json_out or not targets:
         try:
             report = asyncio.run(scan(targets, zones=zone or None, catalog=catalog, settings=settings))
         except ValueError as exc:
-            fail(str(exc))
+            fail(str(exc), code=ERROR)
     else:
         with Progress(TextColumn("[bold]scanning blocklists"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=err_console, transient=True) as bar:
@@ -84,11 +89,12 @@ def blocklists(
                 report = asyncio.run(scan(targets, zones=zone or None, catalog=catalog, settings=settings,
                                           progress=progress))
             except ValueError as exc:
-                fail(str(exc))
+                fail(str(exc), code=ERROR)
 
+    status = scan_status(len(report.listed_targets()), report.unknown, len(report.broken))
     if json_out:
         print_json(dataclasses.asdict(report))
-        return
+        raise typer.Exit(status)
     if not targets:
         console.print("Nothing to scan: no warming, active or quarantined IPs"
                       + (f" for tenant {tenant}." if tenant else "."))
@@ -133,3 +139,4 @@ def blocklists(
         f"{report.queries} queries in {report.self_test_seconds + report.scan_seconds:.2f} s.",
         highlight=False,
     )
+    raise typer.Exit(status)

@@ -342,7 +342,7 @@ def test_cli_scan_blocklists(env: Rbldnsd, sqlite_url: str, cli: Any, monkeypatc
     try:
         res = cli.invoke(app, ["blocklists", "--json", "--zone", "spamhaus-zen", "--zone", "spamhaus-dbl",
                                "--zone", "barracuda"])
-        assert res.exit_code == 0, res.output
+        assert res.exit_code == 1, res.output  # listed (exit status for cron and monitoring)
         data = json.loads(res.output)
         targets = {t["value"]: t for t in data["targets"]}
         assert set(targets) == {"127.0.30.20", "127.0.30.21", "127.0.30.23", "127.0.30.30", "bl30-a.example",
@@ -354,7 +354,7 @@ def test_cli_scan_blocklists(env: Rbldnsd, sqlite_url: str, cli: Any, monkeypatc
 
         res = cli.invoke(app, ["blocklists", "--tenant", "bl-t1", "--zone", "spamhaus-zen",
                                "--zone", "spamhaus-dbl", "--zone", "barracuda"])
-        assert res.exit_code == 0, res.output
+        assert res.exit_code == 1, res.output
         out = " ".join(res.output.split())
         assert "127.0.30.20" in out and "XBL" in out and "bl30-d.example" in out
         assert "127.0.30.22" not in out and "127.0.30.30" not in out
@@ -368,11 +368,11 @@ def test_cli_scan_blocklists(env: Rbldnsd, sqlite_url: str, cli: Any, monkeypatc
                           (["--tenant", "Bad Name"], "not a valid tenant"),
                           (["--zone", "sorbs"], "unknown blocklist zone(s): sorbs")):
         res = cli.invoke(app, ["blocklists", *args])
-        assert res.exit_code == 1 and message in " ".join(res.output.split()), res.output
+        assert res.exit_code == 2 and message in " ".join(res.output.split()), res.output
     monkeypatch.setenv("EMAIL_ENGINE_BLOCKLIST_CATALOG", "/nonexistent/catalogue.toml")
     get_settings.cache_clear()
     res = cli.invoke(app, ["blocklists"])
-    assert res.exit_code == 1 and "cannot read the file" in res.output
+    assert res.exit_code == 2 and "cannot read the file" in res.output
 
 
 async def test_fleet_scale_scan_matches_every_reply_to_its_query(env: Rbldnsd) -> None:
@@ -489,3 +489,33 @@ async def test_ipv6_self_test_entries(env: Rbldnsd) -> None:
     assert [b.zone for b in missing.broken] == ["spamhaus-zen"]
     assert "test entry 127.0.0.2 is not listed" in missing.broken[0].reason
     assert "test entry ::ffff:7f00:2 is not listed (NXDOMAIN)" in missing.broken[0].reason
+
+
+def test_cli_exit_status_for_cron_and_monitoring(env: Rbldnsd, sqlite_url: str, cli: Any,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """0 clean, 1 listed, 3 incomplete (unknown answers or broken zones, nothing listed); --help says so."""
+    from activities.inventory import apply_inventory
+    from cli.scan import app
+    from models.exit_status import scan_status
+    from models.inventory import parse
+
+    assert (scan_status(0, 0, 0), scan_status(1, 5, 2), scan_status(0, 1, 0), scan_status(0, 0, 1)) == (0, 1, 3, 3)
+    apply_inventory(parse(INVENTORY), actor="test")
+    monkeypatch.setenv("EMAIL_ENGINE_DNS_RESOLVERS", env.resolver)
+    monkeypatch.setenv("EMAIL_ENGINE_DNS_TIMEOUT", "0.7")
+    get_settings.cache_clear()
+    zones = ["--zone", "spamhaus-zen", "--zone", "barracuda"]
+    assert cli.invoke(app, ["blocklists", *zones]).exit_code == 0
+    env.list("barracuda", "127.0.30.30", "127.255.255.254")  # the list's error code: unknown, not listed
+    try:
+        assert cli.invoke(app, ["blocklists", *zones]).exit_code == 3
+        assert cli.invoke(app, ["blocklists", "--json", *zones]).exit_code == 3
+        env.list("spamhaus-zen", "127.0.30.20", "127.0.0.4")
+        try:
+            assert cli.invoke(app, ["blocklists", "--json", *zones]).exit_code == 1
+        finally:
+            env.unlist("spamhaus-zen", "127.0.30.20")
+    finally:
+        env.unlist("barracuda", "127.0.30.30")
+    help_text = " ".join(cli.invoke(app, ["blocklists", "--help"]).output.split())
+    assert "Exit status" in help_text and "1 at least one IP or domain listed" in help_text

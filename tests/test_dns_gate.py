@@ -58,7 +58,7 @@ def _ip(name: str) -> str:
 def test_check_persists_flags_history_and_opens_the_gate(loaded: str, cli: CliRunner) -> None:
     assert dns_gate_failures(_ip("all-valid")) == ["no DNS check recorded yet"]
     res = cli.invoke(app, ["dns", "check", "--json"])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output  # some cases fail on purpose: exit status 1
     rows = {r["domain"]: r for r in json.loads(res.stdout)}
     assert set(rows) == {c.domain for c in CASES.values()}
     for case in CASES.values():
@@ -90,7 +90,7 @@ def test_latest_unknown_check_closes_the_gate(loaded_sqlite: str, cli: CliRunner
     monkeypatch.setenv("EMAIL_ENGINE_DNS_TIMEOUT", "0.1")
     get_settings.cache_clear()
     res = cli.invoke(app, ["dns", "check", "--domain", CASES["all-valid"].domain])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 3, res.output  # incomplete: nothing failed, nothing could be checked
     assert "❔" in res.stdout and "unknown" in res.stdout
     failing = dns_gate_failures(_ip("all-valid"))
     assert [f.split(":")[0] for f in failing] == ["SPF unknown", "DKIM unknown", "DMARC unknown", "PTR unknown"]
@@ -101,7 +101,7 @@ def test_latest_unknown_check_closes_the_gate(loaded_sqlite: str, cli: CliRunner
 
 def test_table_output_and_filters(loaded_sqlite: str, cli: CliRunner) -> None:
     res = cli.invoke(app, ["dns", "check", "--tenant", "dns-t"])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output
     assert "✅" in res.stdout and "❌" in res.stdout and "⚠️" in res.stdout
     assert f"{len(CASES)} domains:" in res.stdout
     for args, message in ((["--tenant", "nobody"], "no tenant named 'nobody'"),
@@ -109,14 +109,16 @@ def test_table_output_and_filters(loaded_sqlite: str, cli: CliRunner) -> None:
                           (["--domain", "bad domain"], "not a valid domain"),
                           (["--tenant", "dns-t", "--domain", "x.ee-test"], "not both")):
         res = cli.invoke(app, ["dns", "check", *args])
-        assert res.exit_code != 0 and message in res.output, res.output
+        assert res.exit_code == 2 and message in res.output, res.output
+    help_text = " ".join(cli.invoke(app, ["dns", "check", "--help"]).output.split())
+    assert "Exit status" in help_text and "1 at least one domain fails" in help_text
 
 
 def test_gate_refuses_a_warmup_start_and_the_override_is_audited(loaded: str, cli: CliRunner) -> None:
     from activities.warmup_inventory import prepare_start
     from models.errors import WarmupError
 
-    assert cli.invoke(app, ["dns", "check"]).exit_code == 0
+    assert cli.invoke(app, ["dns", "check"]).exit_code == 1  # the fleet has failing cases
     address = _ip("spf-missing-ip")
     with pytest.raises(WarmupError, match=r"fails the DNS gate: SPF invalid: does not authorize 127\.0\.20\.11"):
         prepare_start(address, "test start", "tester", url=loaded)
@@ -157,7 +159,7 @@ def test_reference_fleet_without_a_reachable_resolver_is_unknown(sqlite_url: str
     get_settings.cache_clear()
     apply_inventory(parse(REFERENCE_INVENTORY.read_text()), actor="test", url=sqlite_url)
     res = cli.invoke(app, ["dns", "check", "--json"])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 3, res.output  # incomplete
     rows = json.loads(res.stdout)
     assert len(rows) == 100
     for r in rows:
