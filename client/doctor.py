@@ -28,7 +28,8 @@ async def temporal_checks(settings: Settings) -> list[Check]:
     except TemporalUnreachable as err:
         return [dm.fail("temporal", "reachable", settings.redact(str(err)),
                         "start the cluster, or fix EMAIL_ENGINE_TEMPORAL_ADDRESS and its TLS settings")]
-    checks = [dm.ok("temporal", "reachable", settings.temporal_address)]
+    checks = [dm.ok("temporal", "reachable", settings.temporal_address),
+              dm.transport(settings.temporal_address, settings.temporal_security())]
     ns = settings.temporal_namespace
     try:
         await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=ns))

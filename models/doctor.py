@@ -67,6 +67,20 @@ def migration(current: str | None, heads: Sequence[str]) -> Check:
 
 # --- Temporal ---------------------------------------------------------------------------------------
 
+def transport(address: str, security: str) -> Check:
+    """Plaintext is fine on loopback (the embedded dev server); anywhere else anyone on the path can
+    read histories and approve failovers."""
+    host = address.rpartition(":")[0].strip("[]") or address
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if security != "plaintext" or loopback:
+        return ok("temporal", "connection security", security)
+    return warn("temporal", "connection security", f"plaintext to {address}",
+                "set EMAIL_ENGINE_TEMPORAL_TLS_CA_FILE (and the client certificate for mTLS) or the API key")
+
+
 def search_attributes(registered: Mapping[str, str], wanted: Sequence[str], namespace: str) -> Check:
     """`registered`: custom attribute name -> type name ("KEYWORD", ...), as the server lists them."""
     missing = [n for n in wanted if n not in registered]

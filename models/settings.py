@@ -20,6 +20,20 @@ class Settings(BaseSettings):
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     task_queue: str = "email-engine"
+    #: TLS to the Temporal frontend with the system's root CAs. Setting a CA file, a client
+    #: certificate, a server name or an API key turns TLS on as well.
+    temporal_tls: bool = False
+    #: PEM file of the CA that signed the frontend's certificate (instead of the system roots).
+    temporal_tls_ca_file: Path | None = None
+    #: mTLS: PEM client certificate and its private key (both or neither).
+    temporal_tls_cert_file: Path | None = None
+    temporal_tls_key_file: Path | None = None
+    #: Name the frontend's certificate is verified against, and the SNI sent (when the address is
+    #: an IP or a load balancer's name that the certificate does not carry).
+    temporal_tls_server_name: str = ""
+    #: API key sent as a bearer token on every call (Temporal Cloud, or a cluster behind an
+    #: authorizer); never printed.
+    temporal_api_key: SecretStr = SecretStr("")
     #: Port of the dev server's Web UI (run command only).
     temporal_ui_port: int = 8233
 
@@ -132,7 +146,8 @@ class Settings(BaseSettings):
         except NameError_ as exc:
             raise ValueError(f"EMAIL_ENGINE_TELEGRAM_BASE_URL: {exc}") from None
 
-    @field_validator("ssh_known_hosts", "ssh_key_path", mode="before")
+    @field_validator("ssh_known_hosts", "ssh_key_path", "temporal_tls_ca_file", "temporal_tls_cert_file",
+                     "temporal_tls_key_file", mode="before")
     @classmethod
     def _empty_path_is_default(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -154,8 +169,27 @@ class Settings(BaseSettings):
         """`text` (e.g. an error message) with the database password and every secret setting masked."""
         return redact(text, self.resolved_database_url(), *self.secret_values())
 
+    def temporal_tls_enabled(self) -> bool:
+        return bool(self.temporal_tls or self.temporal_tls_ca_file or self.temporal_tls_cert_file
+                    or self.temporal_tls_key_file or self.temporal_tls_server_name
+                    or self.temporal_api_key.get_secret_value())
+
+    def temporal_security(self) -> str:
+        """How the engine talks to Temporal, as it may be printed (no secret)."""
+        if not self.temporal_tls_enabled():
+            return "plaintext"
+        parts = ["TLS" + (f" (CA {self.temporal_tls_ca_file})" if self.temporal_tls_ca_file else " (system CAs)")]
+        if self.temporal_tls_cert_file:
+            parts.append(f"client certificate {self.temporal_tls_cert_file}")
+        if self.temporal_tls_server_name:
+            parts.append(f"server name {self.temporal_tls_server_name}")
+        if self.temporal_api_key.get_secret_value():
+            parts.append("API key")
+        return ", ".join(parts)
+
     def secret_values(self) -> list[str]:
-        values = [self.telegram_bot_token.get_secret_value(), self.mailwizz_keys.get_secret_value()]
+        values = [self.telegram_bot_token.get_secret_value(), self.mailwizz_keys.get_secret_value(),
+                  self.temporal_api_key.get_secret_value()]
         if self.spamhaus_dqs_key:
             values.append(self.spamhaus_dqs_key.get_secret_value())
         return [v for v in values if v]

@@ -53,6 +53,10 @@ def test_rules() -> None:
     assert dm.self_test(["a", "b"], {}).level is dm.Level.OK
     broken = dm.self_test(["a"], {"b": "test entry not listed"})
     assert broken.level is dm.Level.FAIL and broken.detail == "1 of 2 zones fail: b (test entry not listed)"
+    assert dm.transport("127.0.0.1:7233", "plaintext").level is dm.Level.OK
+    assert dm.transport("temporal.example:7233", "TLS (system CAs)").level is dm.Level.OK
+    plain = dm.transport("10.0.0.5:7233", "plaintext")
+    assert plain.level is dm.Level.WARN and "EMAIL_ENGINE_TEMPORAL_TLS_CA_FILE" in plain.fix
     assert dm.exit_code([paused, dm.ok("x", "y", "z")]) == 1
     assert dm.exit_code([dm.warn("x", "y", "z", "f"), dm.ok("x", "y", "z")]) == 0
 
