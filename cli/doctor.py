@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from cli.common import JsonOpt, print_json
@@ -26,18 +28,27 @@ def doctor(json_out: bool = JsonOpt) -> None:
     settings = get_settings()
 
     async def run() -> list[dm.Check]:
-        areas = ("database", "temporal", "dns", "ssh", "telegram", "mailwizz")
-        groups = await asyncio.gather(
-            asyncio.to_thread(probes.database_checks, settings), temporal_checks(settings),
-            probes.dns_checks(settings), probes.ssh_checks(settings), probes.telegram_checks(settings),
-            probes.mailwizz_checks(settings), return_exceptions=True)
-        checks: list[dm.Check] = []
-        for area, group in zip(areas, groups, strict=True):
-            if isinstance(group, BaseException):  # a probe's own bug must not hide the other areas
-                checks.append(dm.fail(area, "probe", settings.redact(f"{type(group).__name__}: {group}")[:300],
-                                      "report this: the check itself failed"))
-            else:
-                checks += group
+        def crashed(area: str, err: BaseException) -> dm.Check:  # a probe's bug must not hide the others
+            return dm.fail(area, "probe", settings.redact(f"{type(err).__name__}: {err}")[:300],
+                           "report this: the check itself failed")
+
+        try:
+            checks = await asyncio.to_thread(probes.database_checks, settings)
+        except Exception as err:
+            checks = [crashed("database", err)]
+        inventory_ok = dm.exit_code(checks) == 0
+        # ssh and mailwizz read the inventory: without a usable database they would only repeat its failure
+        areas: list[tuple[str, Any]] = [
+            ("temporal", temporal_checks(settings)), ("dns", probes.dns_checks(settings)),
+            *([("ssh", probes.ssh_checks(settings))] if inventory_ok else []),
+            ("telegram", probes.telegram_checks(settings)),
+            *([("mailwizz", probes.mailwizz_checks(settings))] if inventory_ok else [])]
+        groups = await asyncio.gather(*(coro for _, coro in areas), return_exceptions=True)
+        for (area, _), group in zip(areas, groups, strict=True):
+            checks += [crashed(area, group)] if isinstance(group, BaseException) else group
+        if not inventory_ok:
+            checks += [dm.warn(area, "not checked", "reads the inventory: the database check failed",
+                               "fix the database first") for area in ("ssh", "mailwizz")]
         return checks
 
     checks = asyncio.run(run())
