@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from cli import bot as bot_cli
+from cli import codec as codec_cli
 from cli import db, dev, inventory
 from cli import dkim as dkim_cli
 from cli import dns as dns_cli
@@ -41,6 +42,7 @@ app.add_typer(dkim_cli.app, name="dkim")
 app.command(name="dev")(dev.dev)
 app.add_typer(schedules_cli.app, name="schedules")
 app.command(name="doctor")(doctor_cli.doctor)
+app.command(name="codec-server")(codec_cli.codec_server)
 
 
 @app.command()

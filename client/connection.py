@@ -50,11 +50,25 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
 
 
 def connect_options(settings: Settings) -> dict[str, Any]:
-    """The keyword arguments of Client.connect besides the address (the API key among them)."""
+    """The keyword arguments of Client.connect besides the address (the API key and the payload
+    encryption codec among them)."""
     options: dict[str, Any] = {"namespace": settings.temporal_namespace, "tls": tls_config(settings)}
     api_key = settings.temporal_api_key.get_secret_value()
     if api_key:
         options["api_key"] = api_key
+    keys = settings.temporal_payload_keys.get_secret_value()
+    if keys.strip():
+        import dataclasses
+
+        from temporalio.converter import DataConverter
+
+        from client.codec import CodecError, EncryptionCodec, parse_keys
+
+        try:
+            codec = EncryptionCodec(parse_keys(keys))
+        except CodecError as err:
+            raise TemporalUnreachable(str(err)) from None
+        options["data_converter"] = dataclasses.replace(DataConverter.default, payload_codec=codec)
     return options
 
 

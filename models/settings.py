@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     #: API key sent as a bearer token on every call (Temporal Cloud, or a cluster behind an
     #: authorizer); never printed.
     temporal_api_key: SecretStr = SecretStr("")
+    #: Payload encryption (AES-256-GCM): `id:base64key,...`, 32-byte keys; the first encrypts, all
+    #: decrypt. Empty: payloads are stored as JSON, readable by anyone who can read the cluster.
+    temporal_payload_keys: SecretStr = SecretStr("")
     #: Port of the dev server's Web UI (run command only).
     temporal_ui_port: int = 8233
 
@@ -190,6 +193,8 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         values = [self.telegram_bot_token.get_secret_value(), self.mailwizz_keys.get_secret_value(),
                   self.temporal_api_key.get_secret_value()]
+        for part in self.temporal_payload_keys.get_secret_value().split(","):
+            values.append(part.partition(":")[2].strip())
         if self.spamhaus_dqs_key:
             values.append(self.spamhaus_dqs_key.get_secret_value())
         return [v for v in values if v]
