@@ -101,8 +101,9 @@ async def _serve(once: bool) -> None:
 
     settings = get_settings()
     stop = asyncio.Event()
+    # the dev server's port opens a moment before its frontend answers: wait for it, then start the worker
+    client = await connect(settings, wait=30)
     worker_task = asyncio.create_task(engine.run(settings, stop))
-    client = await connect(settings)
     lines = await bootstrap.run_hooks(client, settings)
     print_fleet(fleet(), show_ips=False)
     for line in lines:

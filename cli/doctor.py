@@ -21,6 +21,7 @@ def doctor(json_out: bool = JsonOpt) -> None:
     import dataclasses
 
     from activities import doctor as probes
+    from client.connection import run as run_client
     from client.doctor import temporal_checks
     from models import doctor as dm
     from models.settings import get_settings
@@ -51,7 +52,7 @@ def doctor(json_out: bool = JsonOpt) -> None:
                                "fix the database first") for area in ("ssh", "mailwizz")]
         return checks
 
-    checks = asyncio.run(run())
+    checks = run_client(run())
     code = dm.exit_code(checks)
     if json_out:
         print_json({"ok": code == 0, "counts": dm.counts(checks),

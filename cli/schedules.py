@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import getpass
 from collections.abc import Awaitable, Callable
@@ -21,14 +20,14 @@ T = TypeVar("T")
 def _run(fn: Callable[[Any], Awaitable[T]]) -> T:
     from temporalio.service import RPCError
 
-    from client.connection import connect
+    from client.connection import connect, run
     from client.errors import EngineError
 
     async def main() -> T:
         return await fn(await connect())
 
     try:
-        return asyncio.run(main())
+        return run(main())
     except EngineError as err:
         fail(str(err))
     except RPCError as err:

@@ -72,8 +72,10 @@ def connect_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-async def connect(settings: Settings | None = None, runtime: Runtime | None = None) -> Client:
+async def connect(settings: Settings | None = None, runtime: Runtime | None = None, wait: float = 0.0) -> Client:
     """`runtime`: e.g. the worker's Prometheus runtime (workers.metrics); None: the default runtime.
+    `wait`: seconds to keep trying while the frontend is not up yet (a server just started answers
+    "Frontend is not healthy yet" for a moment after its port opens); 0: one attempt.
 
     Raises TemporalUnreachable (a RuntimeError) when the frontend cannot be reached, refuses the
     TLS handshake (wrong CA, no client certificate), or a TLS file cannot be read."""
@@ -81,13 +83,19 @@ async def connect(settings: Settings | None = None, runtime: Runtime | None = No
     options = connect_options(settings)
     if runtime is not None:
         options["runtime"] = runtime
-    try:
-        return await Client.connect(settings.temporal_address, **options)
-    except RuntimeError as err:
-        message = settings.redact(str(err))
-        raise TemporalUnreachable(f"cannot reach Temporal at {settings.temporal_address} "
-                                  f"({settings.temporal_security()}): {message} "
-                                  "(is `email-engine dev` or the production cluster running?)") from err
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        try:
+            return await Client.connect(settings.temporal_address, **options)
+        except RuntimeError as err:
+            if loop.time() < deadline:
+                await asyncio.sleep(0.5)
+                continue
+            message = settings.redact(str(err))
+            raise TemporalUnreachable(f"cannot reach Temporal at {settings.temporal_address} "
+                                      f"({settings.temporal_security()}): {message} "
+                                      "(is `email-engine dev` or the production cluster running?)") from err
 
 
 def run(main: Coroutine[Any, Any, T], grace: float = EXIT_GRACE) -> T:
