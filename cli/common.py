@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, NoReturn
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -43,3 +44,26 @@ def fail(message: str, code: int = 1) -> NoReturn:
     in it must not be read as Rich markup) and exit with `code`."""
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
     raise typer.Exit(code)
+
+
+T = TypeVar("T")
+
+
+def run_temporal(fn: Callable[[Any], Awaitable[T]]) -> T:
+    """Connect to Temporal and run `fn(client)`; connection and refusal errors become precise CLI errors.
+
+    Imports stay inside so that `--help` never loads the Temporal SDK."""
+    from temporalio.service import RPCError
+
+    from client.connection import connect, run
+    from client.errors import EngineError
+
+    async def main() -> T:
+        return await fn(await connect())
+
+    try:
+        return run(main())
+    except EngineError as err:  # unreachable, unknown IP, not running, refused: the message says it
+        fail(str(err))
+    except RPCError as err:
+        fail(f"Temporal refused: {err}")

@@ -4,35 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
 
 import typer
 
-from cli.common import JsonOpt, console, fail, print_json
+from cli.common import JsonOpt, console, print_json, run_temporal
 
 app = typer.Typer(help="The engine's Temporal Schedules: blocklist-scan, dns-validation, accounting-ingest, "
                        "mailwizz-sync.", no_args_is_help=True)
-
-T = TypeVar("T")
-
-
-def _run(fn: Callable[[Any], Awaitable[T]]) -> T:
-    from temporalio.service import RPCError
-
-    from client.connection import connect, run
-    from client.errors import EngineError
-
-    async def main() -> T:
-        return await fn(await connect())
-
-    try:
-        return run(main())
-    except EngineError as err:
-        fail(str(err))
-    except RPCError as err:
-        fail(f"Temporal refused: {err}")
-
 
 @app.command()
 def apply(
@@ -47,7 +25,7 @@ def apply(
     from models.settings import get_settings
 
     settings = get_settings()
-    outcomes = _run(lambda c: apply_schedules(c, settings, dry_run=dry_run))
+    outcomes = run_temporal(lambda c: apply_schedules(c, settings, dry_run=dry_run))
     if json_out:
         print_json({"dry_run": dry_run, "schedules": [dataclasses.asdict(o) for o in outcomes]})
         return
@@ -64,7 +42,7 @@ def list_(json_out: bool = JsonOpt) -> None:
     from client.schedules import list_schedules
     from models.settings import get_settings
 
-    rows = _run(lambda c: list_schedules(c, get_settings()))
+    rows = run_temporal(lambda c: list_schedules(c, get_settings()))
     if json_out:
         print_json([dataclasses.asdict(r) for r in rows])
         return
@@ -94,7 +72,7 @@ def pause(
     """Pause one Schedule: no runs until it is unpaused (`schedules apply` keeps it paused)."""
     from client.schedules import pause_schedule
 
-    note = _run(lambda c: pause_schedule(c, name, reason, _actor()))
+    note = run_temporal(lambda c: pause_schedule(c, name, reason, _actor()))
     typer.echo(f"schedule {name}: {note}")
 
 
@@ -106,5 +84,5 @@ def unpause(
     """Unpause one Schedule: its runs start again at the next scheduled time."""
     from client.schedules import unpause_schedule
 
-    note = _run(lambda c: unpause_schedule(c, name, reason, _actor()))
+    note = run_temporal(lambda c: unpause_schedule(c, name, reason, _actor()))
     typer.echo(f"schedule {name}: {note}")

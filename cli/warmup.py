@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
-from cli.common import JsonOpt, console, fail, print_json
+from cli.common import JsonOpt, console, fail, print_json, run_temporal
 from models import names
 
 if TYPE_CHECKING:
@@ -16,27 +15,6 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Six-week IP warmups: one durable Temporal workflow per warming IP "
                        "(id warmup/<tenant>/<ip>).", no_args_is_help=True)
-
-T = TypeVar("T")
-
-
-def _run(fn: Callable[[Any], Awaitable[T]]) -> T:
-    """Connect to Temporal and run `fn(client)`; connection and refusal errors become precise CLI errors."""
-    from temporalio.service import RPCError
-
-    from client.connection import connect, run
-    from client.errors import EngineError
-
-    async def main() -> T:
-        return await fn(await connect())
-
-    try:
-        return run(main())
-    except EngineError as err:  # unreachable, unknown IP, not running, refused: the message says it
-        fail(str(err))
-    except RPCError as err:
-        fail(f"Temporal refused: {err}")
-
 
 def _address(value: str) -> str:
     try:
@@ -76,10 +54,10 @@ def start(
         fail("--override-dns needs a reason")
     if ip is not None:
         address = _address(ip)
-        outcome = _run(lambda c: start_warmup(c, address, reason, "cli", override_dns))
+        outcome = run_temporal(lambda c: start_warmup(c, address, reason, "cli", override_dns))
         outcomes = [outcome]
     else:
-        outcomes = _run(lambda c: start_all_warming(c, tenant, reason))
+        outcomes = run_temporal(lambda c: start_all_warming(c, tenant, reason))
     if json_out:
         print_json([{"workflow_id": o.workflow_id, "started": o.started, "address": o.plan.address,
                      "tenant": o.plan.tenant, "phase": o.plan.phase, "moved_from": o.plan.moved_from,
@@ -104,7 +82,7 @@ def pause(
     from client.warmups import pause_warmup
 
     address = _address(ip)
-    wid = _run(lambda c: pause_warmup(c, address, reason, days))
+    wid = run_temporal(lambda c: pause_warmup(c, address, reason, days))
     console.print(f"pause sent to {wid}" + (f" for {days:g} days" if days else " until resumed"), highlight=False)
 
 
@@ -117,7 +95,7 @@ def resume(
     from client.warmups import resume_warmup
 
     address = _address(ip)
-    wid = _run(lambda c: resume_warmup(c, address, reason))
+    wid = run_temporal(lambda c: resume_warmup(c, address, reason))
     console.print(f"resume sent to {wid}", highlight=False)
 
 
@@ -170,7 +148,7 @@ def status(
             names.tenant(tenant)
         except names.NameError_ as err:
             fail(str(err))
-    rows = _run(lambda c: warmup_statuses(c, tenant))
+    rows = run_temporal(lambda c: warmup_statuses(c, tenant))
     if json_out:
         print_json([status_dict(p, s) for p, s in rows])
         return
