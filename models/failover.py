@@ -216,6 +216,11 @@ class ScanDecision:
     blast_radius: str | None = None
 
 
+#: Same-scan evidence names at most this many other IPs, then their number: a decision's size stays
+#: bounded when a zone lists a whole tenant (each saga's input, and the scan's pages, carry it).
+SAME_SCAN_SHOWN = 50
+
+
 def tenant_scan_decisions(decisions: list[ScanDecision], sending: dict[str, int],
                           share: float) -> list[ScanDecision]:
     """One decision per scan and tenant: each new failover of a tenant gets the tenant's other new
@@ -225,14 +230,18 @@ def tenant_scan_decisions(decisions: list[ScanDecision], sending: dict[str, int]
     for d in decisions:
         if d.action == ScanAction.START_SAGA:
             new.setdefault(d.tenant, []).append(d)
+    # The first SAME_SCAN_SHOWN + 1 of each tenant, written once: each decision takes them minus itself.
+    shown = {t: [(o.address, f"{o.address} ({', '.join(sorted({lst.zone for lst in o.listings})) or 'listed'}, "
+                             "this scan)") for o in group[:SAME_SCAN_SHOWN + 1]] for t, group in new.items()}
     out = []
     for d in decisions:
         if d.action != ScanAction.START_SAGA:
             out.append(d)
             continue
         group = new[d.tenant]
-        siblings = [f"{o.address} ({', '.join(sorted({lst.zone for lst in o.listings})) or 'listed'}, this scan)"
-                    for o in group if o.address != d.address]
+        siblings = [text for address, text in shown[d.tenant] if address != d.address][:SAME_SCAN_SHOWN]
+        if len(group) - 1 > SAME_SCAN_SHOWN:
+            siblings.append(f"+{len(group) - 1 - SAME_SCAN_SHOWN} more IPs of {d.tenant} (listed by this scan)")
         hold = blast_radius_hold(len(group), sending.get(d.tenant, 0), share)
         out.append(dataclasses.replace(d, same_scan=siblings, blast_radius=hold))
     return out

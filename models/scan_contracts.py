@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from models.failover import ScanDecision
+
 #: The Temporal Schedule (and the workflow id prefix of its runs).
 SCHEDULE_ID = "blocklist-scan"
 
@@ -35,3 +37,41 @@ class ScanSummary:
     problems: list[str] = field(default_factory=list)
     #: Tenants' pools deployed because a running, unfinished failover was joined ("tenant: host generation").
     deployed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FleetScanRequest:
+    """The activity "blocklist_fleet_scan": scan the tenant's (None: the fleet's) targets, record every
+    answer and decision in the database under `workflow_id`, return only counts and decisions."""
+
+    tenant: str | None
+    workflow_id: str
+    zones: list[str] | None = None  # catalogue names; None: every zone
+
+
+@dataclass
+class ScanOutcome:
+    """What a fleet scan hands back through Temporal: counts, broken zones, and the decisions that act
+    (action != none), first page inline; pages 1..pages-1 are read back with "blocklist_scan_page".
+    Per-answer results stay in the database (blocklist_scan_answer), so the size does not grow with
+    the fleet: it grows with the listings, and a page is bounded in bytes (models.scan_pages)."""
+
+    targets: int = 0
+    queries: int = 0
+    listed: int = 0
+    unknown: int = 0
+    not_listed: int = 0
+    reputation: int = 0
+    #: "zone_name: reason" per zone that failed its self-test (its answers are not used).
+    broken: list[str] = field(default_factory=list)
+    #: Catalogue names of those zones (the alert's key).
+    broken_zones: list[str] = field(default_factory=list)
+    decisions: list[ScanDecision] = field(default_factory=list)
+    pages: int = 1
+    seconds: float = 0.0
+
+
+@dataclass
+class ScanPageRequest:
+    workflow_id: str
+    page: int

@@ -3,7 +3,7 @@ real MtaDeployWorkflow (Postfix config rendered for a disabled host) and a real 
 a held saga's IP is out of the deployed pool at once; listings of one scan are evidence for each other in any
 order; a zone listing a whole tenant quarantines nothing without an operator; a failed saga is run again by the
 next scan; a failed compensation is reported as failed with the state it left; a 75 s database outage is ridden
-out. The scan's DNS side is replaced by a same-named `scan_blocklists` returning a fixed report (the blocklist
+out. The scan's DNS side is replaced by a fixed report under the real `blocklist_fleet_scan` (the blocklist
 feature tests it against rbldnsd); failures are injected with same-named activities that raise.
 """
 
@@ -20,9 +20,10 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-from activities.blocklists import ListedEntry, ScanReport, ScanRequest, TargetReport
+from activities.blocklists import ListedEntry, ScanReport, TargetReport
 from activities.db import session_scope
 from activities.failover import EvidenceRequest, collect_breaker_evidence, evaluate_scan
+from activities.fleet_scan import fleet_scan_activity_with
 from client.failovers import start_saga
 from client.relay import deploy_tenant_pool
 from models.deploys import DeployPoolRequest
@@ -56,16 +57,16 @@ def _report(listed: list[str], tenant: dict[str, list[tuple[str, str, str | None
 
 
 def _fake_scan(listed: set[str]) -> Any:
-    # Same-named "scan_blocklists": every scanned IP in `listed` is listed on zen.test, the rest answer NXDOMAIN.
-    @activity.defn(name="scan_blocklists")
-    async def scan_blocklists(req: ScanRequest) -> ScanReport:
+    # The real "blocklist_fleet_scan" over a fixed DNS side: every scanned IP in `listed` is listed on zen.test,
+    # the rest answer NXDOMAIN.
+    async def scanner(targets: Any, **_: Any) -> ScanReport:
         now = dt.datetime.now(dt.UTC).isoformat()
-        targets = [TargetReport(t.kind, t.value, t.tenant, listed=[_entry()] if t.value in listed else [])
-                   for t in req.targets]
-        return ScanReport(started_at=now, finished_at=now, zones=["test-zen"], broken=[], targets=targets,
-                          queries=len(targets), listed=sum(t.value in listed for t in req.targets))
+        reports = [TargetReport(t.kind, t.value, t.tenant, listed=[_entry()] if t.value in listed else [])
+                   for t in targets]
+        return ScanReport(started_at=now, finished_at=now, zones=["test-zen"], broken=[], targets=reports,
+                          queries=len(reports), listed=sum(t.value in listed for t in targets))
 
-    return scan_blocklists
+    return fleet_scan_activity_with(scanner)
 
 
 def _raising(name: str) -> Any:

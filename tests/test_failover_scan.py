@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 from sqlmodel import select
-from temporalio import activity
 from temporalio.client import WorkflowUpdateFailedError
 
-from activities.blocklists import BrokenZone, ListedEntry, ScanReport, ScanRequest, TargetReport, UnknownEntry
+from activities.blocklists import BrokenZone, ListedEntry, ScanReport, TargetReport, UnknownEntry
 from activities.db import session_scope
+from activities.fleet_scan import fleet_scan_activity_with
 from models.failover import saga_id
 from models.failover_contracts import SagaState
 from models.failover_tables import BlocklistScanRun
@@ -40,19 +40,19 @@ def _entry(zone: str = "zen.test") -> ListedEntry:
 
 
 def _fake_scan(listed: dict[str, list[ListedEntry]], unknown: set[str] = frozenset()) -> Any:  # type: ignore[assignment]
-    # Same-named "scan_blocklists": the DNS side (classification, self-tests against rbldnsd) is the blocklist
-    # feature's and has its own tests; here the report is the input whose consequences are under test.
-    @activity.defn(name="scan_blocklists")
-    async def scan_blocklists(req: ScanRequest) -> ScanReport:
-        targets = [TargetReport(t.kind, t.value, t.tenant, listed=list(listed.get(t.value, [])),
+    # The real "blocklist_fleet_scan" (targets, evaluation, records) over a fixed DNS side: classification and
+    # self-tests against rbldnsd are the blocklist feature's and have their own tests; here the answers are the
+    # input whose consequences are under test.
+    async def scanner(targets: Any, **_: Any) -> ScanReport:
+        reports = [TargetReport(t.kind, t.value, t.tenant, listed=list(listed.get(t.value, [])),
                                 unknown=[UnknownEntry("test-x", "x.test", "timeout")] if t.value in unknown else [])
-                   for t in req.targets]
+                   for t in targets]
         now = dt.datetime.now(dt.UTC).isoformat()
         return ScanReport(started_at=now, finished_at=now, zones=["test-zen"],
                           broken=[BrokenZone("test-broken", "broken.test", "self-test: 127.0.0.2 not listed")],
-                          targets=targets, queries=len(targets), listed=sum(map(len, listed.values())))
+                          targets=reports, queries=len(reports), listed=sum(map(len, listed.values())))
 
-    return scan_blocklists
+    return fleet_scan_activity_with(scanner)
 
 
 async def test_scan_acts_on_each_state(temporal_time_skipping, db_url: str) -> None:

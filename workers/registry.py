@@ -16,6 +16,7 @@ from activities.dns_checks import check_dns_domain, list_dns_targets
 from activities.dns_gate import check_dns_gate
 from activities.failover import ACTIVITIES as FAILOVER_ACTIVITIES
 from activities.fleet import fleet_snapshot
+from activities.fleet_scan import ACTIVITIES as FLEET_SCAN_ACTIVITIES
 from activities.mailwizz import check_mailwizz_delivery_server, ingest_mailwizz_stats, mailwizz_tenants
 from activities.mta.deploy import deploy_mta_host
 from activities.warmup import apply_warmup_step, load_warmup_context
@@ -38,7 +39,7 @@ def workflows() -> list[type]:
 def activities() -> list[Callable[..., Any]]:
     return [fleet_snapshot, send_alert, deploy_mta_host, check_dns_gate,
             check_dns_domain, list_dns_targets,
-            *FAILOVER_ACTIVITIES, scan_blocklists, blocklist_scan_targets,
+            *FAILOVER_ACTIVITIES, *FLEET_SCAN_ACTIVITIES, scan_blocklists, blocklist_scan_targets,
             check_mailwizz_delivery_server, ingest_mailwizz_stats, mailwizz_tenants,
             load_warmup_context, apply_warmup_step,
             list_accounting_hosts, ingest_host_accounting,

@@ -1,8 +1,9 @@
 """BlocklistScanWorkflow: the scheduled blocklist scan (Temporal Schedule, every 4 h by default).
 
-Scans every warming, active and quarantined IP and its domain ("blocklist_scan_targets",
-"scan_blocklists"), compares the report with the database ("blocklist_evaluate_scan", pure rule
-models.failover.scan_decision), then acts:
+Scans every warming, active and quarantined IP and its domain and compares the answers with the database
+(pure rule models.failover.scan_decision) in one activity, "blocklist_fleet_scan": answers and decisions
+stay in the database, only counts and the decisions that act come back (paged by size,
+"blocklist_scan_page"), so a 100,000-IP fleet's scan stays far below Temporal's payload limit. Then acts:
 - a new listing of a warming/active IP starts its FailoverSaga (with the tenant's other new listings of
   this scan as breaker evidence, and the blast-radius hold when they are too many: one decision per
   scan and tenant, models.failover.tenant_scan_decisions); a quarantined IP whose failover never
@@ -31,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from models.deploys import DeployOutcome, DeployPoolRequest
     from models.failover import ScanAction, ScanDecision
     from models.failover_contracts import StartSagaRequest, StartSagaResult
-    from models.scan_contracts import ScanInput, ScanSummary
+    from models.scan_contracts import FleetScanRequest, ScanInput, ScanOutcome, ScanPageRequest, ScanSummary
     from models.warmup_contracts import StartWarmupRequest
 
 DB_TIMEOUT = timedelta(minutes=2)
@@ -40,6 +41,8 @@ DB_BUDGET = timedelta(hours=1)
 DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30),
                        non_retryable_error_types=["UnknownTenant", "BadRequest", "UnknownIp"])
 ALERT_BUDGET = timedelta(minutes=2)
+#: Scans from here on run "blocklist_fleet_scan" (issue 14); earlier histories replay the three activities.
+FLEET_SCAN_PATCH = "fleet-scan-one-activity"
 
 
 @workflow.defn(name="BlocklistScanWorkflow")
@@ -62,22 +65,10 @@ class BlocklistScanWorkflow:
     async def run(self, inp: ScanInput) -> ScanSummary:
         wid = workflow.info().workflow_id
         s = self._summary
-        self._phase = "targets"
-        targets: list[ScanTarget] = await workflow.execute_activity(
-            "blocklist_scan_targets", inp.tenant, result_type=list[ScanTarget], start_to_close_timeout=DB_TIMEOUT,
-            schedule_to_close_timeout=DB_BUDGET, retry_policy=DB_RETRY)
-        s.targets = len(targets)
-        self._phase = "scan"
-        report: ScanReport = await workflow.execute_activity(
-            "scan_blocklists", ScanRequest(targets), result_type=ScanReport,
-            start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=timedelta(seconds=60),
-            retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["BadScanRequest"]))
-        s.queries, s.listed = report.queries, report.listed
-        s.broken_zones = [f"{b.zone_name}: {b.reason}" for b in report.broken]
-        self._phase = "evaluate"
-        decisions: list[ScanDecision] = await workflow.execute_activity(
-            "blocklist_evaluate_scan", EvaluateRequest(report, wid), result_type=list[ScanDecision],
-            start_to_close_timeout=DB_TIMEOUT, schedule_to_close_timeout=DB_BUDGET, retry_policy=DB_RETRY)
+        if workflow.patched(FLEET_SCAN_PATCH):
+            decisions, broken_keys = await self._fleet_scan(inp, wid)
+        else:
+            decisions, broken_keys = await self._report_scan(inp, wid)
         self._phase = "act"
         for d in decisions:
             try:
@@ -100,13 +91,54 @@ class BlocklistScanWorkflow:
             except ActivityError as err:
                 s.problems.append(f"deploy of {tenant}'s pool: {err.cause or err}")
         if s.broken_zones:
-            await self._alert(f"blocklist-scan/broken/{','.join(sorted(b.zone for b in report.broken))}",
+            await self._alert(f"blocklist-scan/broken/{','.join(sorted(broken_keys))}",
                               "Blocklist zones failed their self-test",
                               "Their answers were ignored in this scan:\n" + "\n".join(s.broken_zones), "warning")
         if s.problems:
             await self._alert(f"{wid}/problems", "Blocklist scan: actions failed", "\n".join(s.problems), "critical")
         self._phase = "done"
         return s
+
+    async def _fleet_scan(self, inp: ScanInput, wid: str) -> tuple[list[ScanDecision], list[str]]:
+        """One activity scans, evaluates and records; only counts and the decisions that act come back
+        (the first page inline, the rest page by page)."""
+        s = self._summary
+        self._phase = "scan"
+        out: ScanOutcome = await workflow.execute_activity(
+            "blocklist_fleet_scan", FleetScanRequest(inp.tenant, wid), result_type=ScanOutcome,
+            start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=timedelta(seconds=60),
+            retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["BadScanRequest",
+                                                                                    "UnknownTenant"]))
+        s.targets, s.queries, s.listed, s.broken_zones = out.targets, out.queries, out.listed, list(out.broken)
+        self._phase = "evaluate"
+        decisions = list(out.decisions)
+        for page in range(1, out.pages):
+            decisions += await workflow.execute_activity(
+                "blocklist_scan_page", ScanPageRequest(wid, page), result_type=list[ScanDecision],
+                start_to_close_timeout=DB_TIMEOUT, schedule_to_close_timeout=DB_BUDGET, retry_policy=DB_RETRY)
+        return decisions, list(out.broken_zones)
+
+    async def _report_scan(self, inp: ScanInput, wid: str) -> tuple[list[ScanDecision], list[str]]:
+        """Before FLEET_SCAN_PATCH: targets, the whole report, then its evaluation, each through Temporal.
+        Kept so that a scan running across the upgrade replays; new scans never take this path."""
+        s = self._summary
+        self._phase = "targets"
+        targets: list[ScanTarget] = await workflow.execute_activity(
+            "blocklist_scan_targets", inp.tenant, result_type=list[ScanTarget], start_to_close_timeout=DB_TIMEOUT,
+            schedule_to_close_timeout=DB_BUDGET, retry_policy=DB_RETRY)
+        s.targets = len(targets)
+        self._phase = "scan"
+        report: ScanReport = await workflow.execute_activity(
+            "scan_blocklists", ScanRequest(targets), result_type=ScanReport,
+            start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=timedelta(seconds=60),
+            retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["BadScanRequest"]))
+        s.queries, s.listed = report.queries, report.listed
+        s.broken_zones = [f"{b.zone_name}: {b.reason}" for b in report.broken]
+        self._phase = "evaluate"
+        decisions: list[ScanDecision] = await workflow.execute_activity(
+            "blocklist_evaluate_scan", EvaluateRequest(report, wid), result_type=list[ScanDecision],
+            start_to_close_timeout=DB_TIMEOUT, schedule_to_close_timeout=DB_BUDGET, retry_policy=DB_RETRY)
+        return decisions, [b.zone for b in report.broken]
 
     async def _blast_radius_alerts(self, decisions: list[ScanDecision], wid: str) -> None:
         """One urgent summary per tenant over its blast radius (each held saga also alerts, with buttons)."""
