@@ -14,7 +14,8 @@ import datetime as dt
 import ipaddress
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,15 @@ import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 import dns.reversename
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.db import session_scope
 from models import dns_auth
 from models.dns_auth import INVALID, ITEMS, UNKNOWN, ItemResult
+from models.dns_contracts import DnsBatchRequest, DnsBatchResult, DnsSpan
+from models.dns_progress import changed
 from models.dns_tables import DnsCheck
 from models.names import domain as valid_domain
 from models.names import tenant as valid_tenant
@@ -225,6 +228,43 @@ def load_targets(url: str | None = None, tenant: str | None = None, domain: str 
                           selector=d.dkim_selector, key_path=d.dkim_key_path) for d, ip, tn in rows]
 
 
+def _tenant_filter(session: Any, tenant: str | None) -> str | None:
+    """The validated tenant name; ValueError when it names no tenant."""
+    if tenant is None:
+        return None
+    tenant = valid_tenant(tenant)
+    if session.exec(select(Tenant).where(Tenant.name == tenant)).first() is None:
+        raise ValueError(f"no tenant named {tenant!r}")
+    return tenant
+
+
+def target_span(url: str | None = None, tenant: str | None = None) -> DnsSpan:
+    """How many sending domains a validation checks and the highest id among them."""
+    with session_scope(url) as session:
+        tenant = _tenant_filter(session, tenant)
+        q = select(func.count(col(SendingDomain.id)), func.max(col(SendingDomain.id))).join(
+            Tenant, col(Tenant.id) == SendingDomain.tenant_id)
+        if tenant is not None:
+            q = q.where(Tenant.name == tenant)
+        total, last = session.exec(q).one()
+        return DnsSpan(total=int(total or 0), last_id=int(last or 0))
+
+
+def load_page(url: str | None, tenant: str | None, after_id: int, through_id: int, limit: int) -> list[DnsTarget]:
+    """Up to `limit` targets with after_id < domain id <= through_id, by id (a keyset page: no offset)."""
+    with session_scope(url) as session:
+        tenant = _tenant_filter(session, tenant)
+        q = (select(SendingDomain, SendingIp, Tenant)
+             .join(SendingIp, col(SendingIp.id) == SendingDomain.ip_id)
+             .join(Tenant, col(Tenant.id) == SendingDomain.tenant_id)
+             .where(col(SendingDomain.id) > after_id, col(SendingDomain.id) <= through_id)
+             .order_by(col(SendingDomain.id)).limit(limit))
+        if tenant is not None:
+            q = q.where(Tenant.name == tenant)
+        return [DnsTarget(domain_id=d.id or 0, domain=d.name, tenant=tn.name, ip=ip.address, helo=ip.hostname,
+                          selector=d.dkim_selector, key_path=d.dkim_key_path) for d, ip, tn in session.exec(q)]
+
+
 def state_of(items: dict[str, Any]) -> str:
     """pass (all four valid/warn) | fail (something invalid) | unknown (otherwise)."""
     statuses = [(items.get(n) or {}).get("status", UNKNOWN) for n in ITEMS]
@@ -286,3 +326,86 @@ def check_dns_domain(domain: str) -> dict[str, Any]:
     except ValueError as exc:  # removed from the inventory since the run listed it: no point retrying
         raise ApplicationError(str(exc), type="UnknownDomain", non_retryable=True) from None
     return persist(Checker.from_settings().check(targets[0]))
+
+
+#: A batch heartbeats at least this often while its checks run (its heartbeat_timeout is longer).
+HEARTBEAT_EVERY = 5.0
+
+
+def _check_or_error(checker: Checker, t: DnsTarget) -> DomainCheck | str:
+    """The check, or why it could not run at all (bad data in the inventory: not worth a retry)."""
+    try:
+        return checker.check(t)
+    except Exception as exc:  # one domain's problem must not cost the other 199 their check
+        return f"{type(exc).__name__}: {exc}"[:300]
+
+
+def check_batch(req: DnsBatchRequest, url: str | None = None, checker: Checker | None = None,
+                resume: DnsBatchResult | None = None,
+                beat: Callable[[DnsBatchResult], None] | None = None) -> DnsBatchResult:
+    """Check and persist one keyset page of domains; returns counts and only the state changes.
+
+    Results are persisted in id order and `beat` gets the partial result after each one, so that a
+    retried batch resumes after the last persisted domain (`resume`) instead of recording it twice
+    (a second observation would hide the day's change from the alert). A domain that cannot be checked
+    (the check raised, or it left the inventory) is an error of its own; a database failure raises and
+    the batch is retried.
+    """
+    if req.limit < 1 or req.after_id < 0:
+        raise ApplicationError(f"bad DNS batch request: {req}", type="BadRequest", non_retryable=True)
+    try:
+        targets = load_page(url, req.tenant, req.after_id, req.through_id, req.limit)
+    except ValueError as exc:
+        raise ApplicationError(str(exc), type="UnknownTenant", non_retryable=True) from None
+    out = resume or DnsBatchResult()
+    out.more = len(targets) == req.limit
+    out.last_id = max(out.last_id, req.after_id)
+    todo = [t for t in targets if t.domain_id > out.last_id]
+    checker = checker or Checker.from_settings()
+    with ThreadPoolExecutor(max_workers=max(1, req.concurrency), thread_name_prefix="dns-batch") as pool:
+        futures: list[Future[DomainCheck | str]] = [pool.submit(_check_or_error, checker, t) for t in todo]
+        for t, fut in zip(todo, futures, strict=True):
+            while not wait_futures([fut], timeout=HEARTBEAT_EVERY).done:
+                if beat:
+                    beat(out)
+            result = fut.result()
+            if isinstance(result, DomainCheck):
+                try:
+                    summary = persist(result, url)
+                except ValueError as exc:  # left the inventory since the page was read
+                    result = str(exc)
+                else:
+                    out.checked += 1
+                    state = summary["state"]
+                    out.passing += state == "pass"
+                    out.failing += state == "fail"
+                    out.unknown += state not in ("pass", "fail")
+                    out.changes += changed([summary])
+            if isinstance(result, str):
+                out.checked += 1
+                out.errors += 1
+                out.failures.append(f"{t.domain}: {result}")
+            out.last_id = t.domain_id
+            if beat:
+                beat(out)
+    return out
+
+
+@activity.defn(name="dns_target_span")
+def dns_target_span(tenant: str | None = None) -> DnsSpan:
+    """How many domains the validation checks, and the id bound of its pages."""
+    try:
+        return target_span(tenant=tenant)
+    except ValueError as exc:
+        raise ApplicationError(str(exc), type="UnknownTenant", non_retryable=True) from None
+
+
+@activity.defn(name="check_dns_batch")
+def check_dns_batch(req: DnsBatchRequest) -> DnsBatchResult:
+    """One page of domains, read from the database by cursor (the names never travel through Temporal);
+    heartbeats its partial result and resumes from it on a retry."""
+    details = activity.info().heartbeat_details
+    resume = None
+    if details:
+        resume = DnsBatchResult(**details[0]) if isinstance(details[0], dict) else details[0]
+    return check_batch(req, resume=resume, beat=lambda partial: activity.heartbeat(partial))

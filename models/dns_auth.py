@@ -368,9 +368,16 @@ def changes(summaries: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def change_alert_text(grouped: dict[str, list[dict[str, Any]]], total: int) -> tuple[str, str, str] | None:
-    """(title, body, severity) of the one summary message, or None when nothing changed."""
-    n_fail, n_unknown, n_ok = (len(grouped.get(k, [])) for k in ("failing", "unknown", "recovered"))
+def change_alert_text(grouped: dict[str, list[dict[str, Any]]], total: int,
+                      counts: dict[str, int] | None = None) -> tuple[str, str, str] | None:
+    """(title, body, severity) of the one summary message, or None when nothing changed.
+
+    `counts` (per kind) when `grouped` holds only some of the rows (a validation in batches keeps 50).
+    """
+    def count(kind: str) -> int:
+        return max(len(grouped.get(kind, [])), (counts or {}).get(kind, 0))
+
+    n_fail, n_unknown, n_ok = (count(k) for k in ("failing", "unknown", "recovered"))
     if not (n_fail or n_unknown or n_ok):
         return None
     parts = [f"{n} {what}" for n, what in ((n_fail, "newly failing"), (n_unknown, "not checkable"),
@@ -386,7 +393,7 @@ def change_alert_text(grouped: dict[str, list[dict[str, Any]]], total: int) -> t
         for s in rows[:50]:
             why = "; ".join(s.get("failing") or []) if key != "recovered" else "all four checks pass"
             lines.append(f"- {s.get('tenant')}/{s.get('domain')} ({s.get('ip')}): {why}")
-        if len(rows) > 50:
-            lines.append(f"- ... and {len(rows) - 50} more")
+        if count(key) > min(len(rows), 50):
+            lines.append(f"- ... and {count(key) - min(len(rows), 50)} more")
     severity = "critical" if n_fail else "warning" if n_unknown else "info"
     return title, "\n".join(lines), severity

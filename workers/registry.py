@@ -12,7 +12,7 @@ from typing import Any
 from activities.accounting import ingest_host_accounting, list_accounting_hosts
 from activities.alerts import send_alert
 from activities.blocklists import blocklist_scan_targets, scan_blocklists
-from activities.dns_checks import check_dns_domain, list_dns_targets
+from activities.dns_checks import check_dns_batch, check_dns_domain, dns_target_span, list_dns_targets
 from activities.dns_gate import check_dns_gate
 from activities.failover import ACTIVITIES as FAILOVER_ACTIVITIES
 from activities.fleet import fleet_snapshot
@@ -38,7 +38,8 @@ def workflows() -> list[type]:
 
 def activities() -> list[Callable[..., Any]]:
     return [fleet_snapshot, send_alert, deploy_mta_host, check_dns_gate,
-            check_dns_domain, list_dns_targets,
+            dns_target_span, check_dns_batch,
+            check_dns_domain, list_dns_targets,  # validations started before the batches (replay)
             *FAILOVER_ACTIVITIES, *FLEET_SCAN_ACTIVITIES, scan_blocklists, blocklist_scan_targets,
             check_mailwizz_delivery_server, ingest_mailwizz_stats, mailwizz_tenants,
             load_warmup_context, apply_warmup_step,

@@ -1,15 +1,25 @@
 """DnsValidationWorkflow: check every sending domain's DNS authentication, alert on changes.
 
 Run daily by the Temporal Schedule "dns-validation" (EMAIL_ENGINE_DNS_CHECK_HOUR, UTC; installed by
-client/schedules.py, `email-engine schedules apply`), or on demand. Domains are checked by the activity
-"check_dns_domain" (which persists the result the DNS gate reads) with bounded concurrency;
-progress is in the "status" query. One alert summarizes every change of state (newly failing,
-not checkable, recovered); a day without changes sends nothing.
+client/schedules.py, `email-engine schedules apply`), or on demand.
+
+The domains are checked in batches: the activity "check_dns_batch" reads a page of domains from the
+database by id (after the previous page's last id), checks them with bounded concurrency and persists
+each result (what the DNS gate reads); only counts and the state changes come back, so the names of a
+10,000-domain fleet never travel through Temporal. After `batches_per_run` batches (or earlier when
+the server suggests it) the workflow continues as new with its progress (counts, cursor, changes
+capped at 50 per kind): a run's history stays about six events per batch whatever the fleet's size.
+The "status" query shows the progress across runs. One alert at the very end summarizes every change
+of state (newly failing, not checkable, recovered) and the domains that could not be checked; a day
+without changes sends nothing.
+
+Runs that started before the batches (BATCH_PATCH absent) replay their per-domain path unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -20,8 +30,29 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.alerts import Alert
     from models.dns_auth import change_alert_text, changes
-    from models.dns_contracts import DnsValidationInput, DnsValidationStatus
+    from models.dns_contracts import (
+        DnsBatchRequest,
+        DnsBatchResult,
+        DnsProgress,
+        DnsSpan,
+        DnsValidationInput,
+        DnsValidationStatus,
+    )
+    from models.dns_progress import add_batch, summary_alert
 
+#: Validations from here on check pages of domains and continue as new (issue 14).
+BATCH_PATCH = "dns-validation-batches"
+DB_TIMEOUT = timedelta(minutes=2)
+#: Retries bounded by time, not a count: a database failover of a few minutes must not lose the day's check.
+BUDGET = timedelta(hours=2)
+DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30),
+                       non_retryable_error_types=["UnknownTenant", "BadRequest"])
+#: One batch: 200 domains at 8 at a time, each at most a few resolver timeouts (unknown, not waiting).
+BATCH_TIMEOUT = timedelta(minutes=30)
+BATCH_HEARTBEAT = timedelta(minutes=1)
+ALERT_BUDGET = timedelta(minutes=5)
+
+# Before BATCH_PATCH (kept for replay only).
 LIST_TIMEOUT = timedelta(minutes=2)
 CHECK_TIMEOUT = timedelta(minutes=3)
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attempts=3)
@@ -29,19 +60,64 @@ RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attempts=3)
 
 @workflow.defn(name="DnsValidationWorkflow")
 class DnsValidationWorkflow:
-    def __init__(self) -> None:
-        self._status = DnsValidationStatus()
+    @workflow.init
+    def __init__(self, inp: DnsValidationInput) -> None:
+        self._progress = inp.progress or DnsProgress()
 
     @workflow.query(name="status")
     def status(self) -> DnsValidationStatus:
-        return self._status
+        return self._progress.status
 
     @workflow.run
     async def run(self, inp: DnsValidationInput) -> DnsValidationStatus:
+        if not workflow.patched(BATCH_PATCH):
+            return await self._per_domain(inp)
+        p = self._progress
+        st = p.status
+        st.runs += 1
+        if inp.progress is None:
+            span: DnsSpan = await workflow.execute_activity(
+                "dns_target_span", inp.tenant, result_type=DnsSpan, start_to_close_timeout=DB_TIMEOUT,
+                schedule_to_close_timeout=BUDGET, retry_policy=DB_RETRY)
+            st.total, p.last_id, p.day = span.total, span.last_id, f"{workflow.now():%Y-%m-%d}"
+        batches = 0
+        while p.cursor < p.last_id:
+            if batches >= max(1, inp.batches_per_run) or (batches and workflow.info().is_continue_as_new_suggested()):
+                workflow.continue_as_new(replace(inp, progress=p))
+            try:
+                batch: DnsBatchResult = await workflow.execute_activity(
+                    "check_dns_batch",
+                    DnsBatchRequest(inp.tenant, p.cursor, p.last_id, max(1, inp.batch_size), inp.concurrency),
+                    result_type=DnsBatchResult, start_to_close_timeout=BATCH_TIMEOUT,
+                    heartbeat_timeout=BATCH_HEARTBEAT, schedule_to_close_timeout=BUDGET, retry_policy=DB_RETRY)
+            except ActivityError as err:  # the database stayed down past the budget: report what was done
+                st.errors += 1
+                p.failures.append(f"checks stopped after {st.done} of {st.total} domains: {err.cause or err}")
+                break
+            add_batch(p, batch)
+            batches += 1
+            if not batch.more:
+                break
+        text = summary_alert(p)
+        if text:
+            title, body, severity = text
+            await workflow.execute_activity(
+                "send_alert",
+                Alert(key=f"dns-validation/{p.day}/{workflow.info().workflow_id}", title=title, body=body,
+                      severity=severity),
+                start_to_close_timeout=timedelta(minutes=1), schedule_to_close_timeout=ALERT_BUDGET,
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)))
+        st.finished = True
+        return st
+
+    async def _per_domain(self, inp: DnsValidationInput) -> DnsValidationStatus:
+        """Before BATCH_PATCH: every name through Temporal and one activity per domain, in one run.
+        Kept so that a validation running across the upgrade replays; new runs never take this path."""
+        status = self._progress.status
         domains: list[str] = await workflow.execute_activity(
             "list_dns_targets", inp.tenant, start_to_close_timeout=LIST_TIMEOUT, retry_policy=RETRY,
             result_type=list[str])
-        self._status.total = len(domains)
+        status.total = len(domains)
         gate = asyncio.Semaphore(max(1, inp.concurrency))
         summaries: list[dict[str, Any]] = []
         failed: list[str] = []
@@ -54,21 +130,21 @@ class DnsValidationWorkflow:
                         result_type=dict)
                 except ActivityError as exc:  # failed after its retries: report it, check the rest
                     failed.append(f"{domain}: {exc.cause or exc}")
-                    self._status.errors += 1
+                    status.errors += 1
                 else:
                     summaries.append(summary)
                     state = summary.get("state")
                     if state == "pass":
-                        self._status.passing += 1
+                        status.passing += 1
                     elif state == "fail":
-                        self._status.failing += 1
+                        status.failing += 1
                     else:
-                        self._status.unknown += 1
-                self._status.done += 1
+                        status.unknown += 1
+                status.done += 1
 
         await asyncio.gather(*(one(d) for d in domains))
         grouped = changes(summaries)
-        self._status.changes = [f"{k}: {s['domain']}" for k, rows in grouped.items() for s in rows]
+        status.changes = [f"{k}: {s['domain']}" for k, rows in grouped.items() for s in rows]
         text = change_alert_text(grouped, len(domains))
         if text or failed:
             title, body, severity = text or (f"DNS checks: {len(failed)} domain(s) could not be checked", "",
@@ -80,5 +156,5 @@ class DnsValidationWorkflow:
                 Alert(key=f"dns-validation/{workflow.now():%Y-%m-%d}/{workflow.info().workflow_id}",
                       title=title, body=body, severity=severity),
                 start_to_close_timeout=timedelta(minutes=1), retry_policy=RETRY)
-        self._status.finished = True
-        return self._status
+        status.finished = True
+        return status
