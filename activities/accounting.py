@@ -35,6 +35,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.db import session_scope
 from activities.delivery_index import add_stats, known_deliveries, prune, remember, retention_cutoff
+from activities.keepalive import heartbeating
 from models import names
 from models.accounting import AccountingParser
 from models.accounting_tables import AccountingFile
@@ -261,12 +262,14 @@ def with_heartbeat(detail: str) -> None:
 
 
 @activity.defn(name="list_accounting_hosts")
+@heartbeating
 def list_accounting_hosts() -> list[str]:
     """The MTA hosts accounting is fetched from (enabled ones only: the engine never contacts others)."""
     return enabled_hosts()
 
 
 @activity.defn(name="ingest_host_accounting")
+@heartbeating
 async def ingest_host_accounting(req: HostIngestRequest) -> HostIngestReport:
     """Fetch and ingest new accounting records of one MTA host (idempotent: offsets in the database)."""
     from activities.mta.ssh import HostKeyMismatch, SshUnavailable

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 from temporalio import activity
 
+from activities.keepalive import heartbeating
+
 log = logging.getLogger("email_engine.alerts")
 
 #: Longest time one alert may spend on Telegram (callers give send_alert a 60 s start-to-close timeout).
@@ -150,6 +152,7 @@ async def deliver_alert(alert: Alert, claimant: str | None = None) -> bool:
 
 
 @activity.defn(name="send_alert")
+@heartbeating
 async def send_alert(alert: Alert) -> bool:
     """Deliver an alert; returns whether it went out (False is logged, never raised)."""
     try:

@@ -16,6 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.dnsbl_resolver import MuxResolver, Resolver, system_resolvers
+from activities.keepalive import heartbeating
 from models.blocklist import (
     ActiveZone,
     Catalog,
@@ -305,6 +306,7 @@ async def scan_blocklists(request: ScanRequest) -> ScanReport:
 
 
 @activity.defn(name="blocklist_scan_targets")
+@heartbeating
 def blocklist_scan_targets(tenant: str | None = None) -> list[ScanTarget]:
     """What a scheduled scan covers: warming, active and quarantined IPs and their domains."""
     try:

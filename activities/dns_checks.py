@@ -31,6 +31,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.db import session_scope
+from activities.keepalive import heartbeating
 from models import dns_auth
 from models.dns_auth import INVALID, ITEMS, UNKNOWN, ItemResult
 from models.dns_contracts import DnsBatchRequest, DnsBatchResult, DnsSpan
@@ -310,12 +311,14 @@ def summary(result: DomainCheck, previous_state: str | None) -> dict[str, Any]:
 # --------------------------------------------------------------------------- activities
 
 @activity.defn(name="list_dns_targets")
+@heartbeating
 def list_dns_targets(tenant: str | None = None) -> list[str]:
     """Names of the sending domains to check (all tenants, or one)."""
     return [t.domain for t in load_targets(tenant=tenant)]
 
 
 @activity.defn(name="check_dns_domain")
+@heartbeating
 def check_dns_domain(domain: str) -> dict[str, Any]:
     """Check one domain on the configured resolvers and persist the result; returns its summary.
 

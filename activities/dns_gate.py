@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 
 from activities.db import session_scope
+from activities.keepalive import heartbeating
 from models.dns_auth import gate_failures
 from models.dns_tables import DnsCheck, DnsOverride
 from models.names import ip_address
@@ -87,6 +88,7 @@ def record_dns_override(address: str, reason: str, actor: str, url: str | None =
 
 
 @activity.defn(name="check_dns_gate")
+@heartbeating
 def check_dns_gate(address: str) -> list[str]:
     """Activity form of dns_gate_failures on the configured database."""
     return dns_gate_failures(address)

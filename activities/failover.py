@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.blocklists import ListedEntry, ScanReport
 from activities.db import session_scope
+from activities.keepalive import heartbeating
 from models import names
 from models.enums import IpStatus
 from models.failover import (
@@ -405,41 +406,49 @@ def apply_quarantine_action(req: QuarantineAction, url: str | None = None) -> bo
 # Temporal activity wrappers (sync: the worker runs them in its thread pool)
 
 @activity.defn(name="failover_quarantine_ip")
+@heartbeating
 def quarantine_ip_activity(req: QuarantineRequest) -> QuarantineResult:
     return quarantine_ip(req)
 
 
 @activity.defn(name="failover_breaker_evidence")
+@heartbeating
 def breaker_evidence_activity(req: EvidenceRequest) -> BreakerEvidence:
     return collect_breaker_evidence(req)
 
 
 @activity.defn(name="failover_standby_candidates")
+@heartbeating
 def standby_candidates_activity(req: StandbyQuery) -> list[str]:
     return standby_candidates(req)
 
 
 @activity.defn(name="failover_claim_standby")
+@heartbeating
 def claim_standby_activity(req: ClaimRequest) -> bool:
     return claim_standby(req)
 
 
 @activity.defn(name="failover_release_standby")
+@heartbeating
 def release_standby_activity(req: ClaimRequest) -> bool:
     return release_standby(req)
 
 
 @activity.defn(name="failover_audit")
+@heartbeating
 def audit_step_activity(req: AuditRequest) -> None:
     audit_step(req)
 
 
 @activity.defn(name="failover_finish")
+@heartbeating
 def finish_failover_activity(req: FinishRequest) -> int:
     return finish_failover(req)
 
 
 @activity.defn(name="blocklist_quarantine_action")
+@heartbeating
 def quarantine_action_activity(req: QuarantineAction) -> bool:
     return apply_quarantine_action(req)
 
@@ -527,6 +536,7 @@ def evaluate_scan(report: ScanReport, workflow_id: str, url: str | None = None,
 
 
 @activity.defn(name="blocklist_evaluate_scan")
+@heartbeating
 def evaluate_scan_activity(req: EvaluateRequest) -> list[ScanDecision]:
     return evaluate_scan(req.report, req.workflow_id)
 

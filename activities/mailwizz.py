@@ -21,6 +21,7 @@ from temporalio import activity
 
 from activities.alerts import Alert, deliver_alert
 from activities.db import session_scope
+from activities.keepalive import heartbeating
 from models import names
 from models.mailwizz import (
     FIELDS,
@@ -305,6 +306,7 @@ async def ingest_stats(tenant: str, day: dt.date | None = None, url: str | None 
 
 
 @activity.defn(name="check_mailwizz_delivery_server")
+@heartbeating
 async def check_mailwizz_delivery_server(tenant: str) -> dict[str, Any]:
     """Activity: {"ok", "message"}; a MailWizz error is raised (retried by Temporal)."""
     r = await check_delivery_server(tenant)
@@ -312,6 +314,7 @@ async def check_mailwizz_delivery_server(tenant: str) -> dict[str, Any]:
 
 
 @activity.defn(name="ingest_mailwizz_stats")
+@heartbeating
 async def ingest_mailwizz_stats(tenant: str) -> dict[str, Any]:
     """Activity: the tenant's figures for today (idempotent: a retry adds nothing twice)."""
     return asdict(await ingest_stats(tenant))
@@ -329,6 +332,7 @@ def configured_tenants(url: str | None = None, settings: Settings | None = None)
 
 
 @activity.defn(name="mailwizz_tenants")
+@heartbeating
 def mailwizz_tenants() -> list[str]:
     """Activity: the tenants the MailWizz sync reads (see configured_tenants)."""
     return configured_tenants()

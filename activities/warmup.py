@@ -11,6 +11,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.db import session_scope
+from activities.keepalive import heartbeating
 from models.enums import IpStatus, WarmupPhase
 from models.names import NameError_, ip_address
 from models.schedule import Schedule, default_weight
@@ -110,6 +111,7 @@ def load_context(req: WarmupContextRequest, url: str | None = None) -> WarmupCon
 
 
 @activity.defn(name="load_warmup_context")
+@heartbeating
 def load_warmup_context(req: WarmupContextRequest) -> WarmupContext:
     """The IP's status/phase as stored, its tenant's schedule and thresholds, and its last 7 days of stats."""
     return load_context(req)
@@ -175,6 +177,7 @@ def apply_phase_step(req: PhaseStepRequest, url: str | None = None) -> PhaseStep
 
 
 @activity.defn(name="apply_warmup_step")
+@heartbeating
 def apply_warmup_step(req: PhaseStepRequest) -> PhaseStepOutcome:
     """Activity form of apply_phase_step on the configured database."""
     return apply_phase_step(req)

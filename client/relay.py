@@ -26,6 +26,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.keepalive import heartbeating
 from client.deploys import request_deploy
 from client.failovers import start_saga
 from client.warmups import cancel_warmup, start_warmup
@@ -40,6 +41,7 @@ SUGGESTED_TIMEOUT = timedelta(minutes=15)
 
 
 @activity.defn(name="start_failover_saga")
+@heartbeating
 async def start_failover_saga(req: StartSagaRequest) -> StartSagaResult:
     return await start_saga(activity.client(), req, activity.info().task_queue)
 
@@ -49,6 +51,7 @@ def _non_retryable(err: Exception, kind: str) -> ApplicationError:
 
 
 @activity.defn(name="start_ip_warmup")
+@heartbeating
 async def start_ip_warmup(req: StartWarmupRequest) -> str:
     """Move the IP into warming (DNS gate) and start its workflow; returns the workflow id."""
     try:
@@ -60,6 +63,7 @@ async def start_ip_warmup(req: StartWarmupRequest) -> str:
 
 
 @activity.defn(name="cancel_ip_warmup")
+@heartbeating
 async def cancel_ip_warmup(req: CancelWarmupRequest) -> bool:
     """Compensation of start_ip_warmup: stop the workflow, restore the IP's status; True if it changed."""
     try:

@@ -8,12 +8,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.accounting import HostIngestReport, HostIngestRequest
     from activities.alerts import Alert
+    from workflows import activity_options as opt
+
+#: A host whose files cannot be fetched within this budget is reported; the next hourly run resumes.
+INGEST_BUDGET = timedelta(minutes=50)
 
 
 @dataclass
@@ -38,14 +41,16 @@ class AccountingIngestWorkflow:
         hosts = inp.hosts
         if hosts is None:
             hosts = await workflow.execute_activity(
-                "list_accounting_hosts", result_type=list[str], start_to_close_timeout=timedelta(seconds=60))
+                "list_accounting_hosts", result_type=list[str], start_to_close_timeout=opt.DB_START_TO_CLOSE,
+                schedule_to_close_timeout=INGEST_BUDGET, heartbeat_timeout=opt.HEARTBEAT, retry_policy=opt.DB_RETRY)
         result = AccountingIngestResult()
         for host in hosts:
             try:
                 report = await workflow.execute_activity(
                     "ingest_host_accounting", HostIngestRequest(host), result_type=HostIngestReport,
-                    start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=timedelta(minutes=5),
-                    retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["HostKeyMismatch"]))
+                    start_to_close_timeout=timedelta(minutes=30), schedule_to_close_timeout=INGEST_BUDGET,
+                    heartbeat_timeout=timedelta(seconds=30),
+                    retry_policy=opt.retry("HostKeyMismatch", "SshLoginRefused", initial=5.0, maximum=60.0))
             except ActivityError as err:
                 result.failed[host] = str(err.cause or err)
                 continue
@@ -58,5 +63,7 @@ class AccountingIngestWorkflow:
             await workflow.execute_activity(
                 "send_alert", Alert(key="accounting-ingest", title="Accounting ingest had problems", body=body,
                                     severity="warning"),
-                result_type=bool, start_to_close_timeout=timedelta(seconds=60))
+                result_type=bool, start_to_close_timeout=opt.ALERT_START_TO_CLOSE,
+                schedule_to_close_timeout=opt.ALERT_SCHEDULE_TO_CLOSE, heartbeat_timeout=opt.HEARTBEAT,
+                retry_policy=opt.ALERT_RETRY)
         return result

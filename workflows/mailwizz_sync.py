@@ -16,12 +16,15 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.alerts import Alert
+    from workflows import activity_options as opt
 
 #: MailWizz answers that retrying cannot fix (wrong key, API disabled for the customer, wrong URL).
 NON_RETRYABLE = ["MailwizzAuthError", "MailwizzForbidden", "MailwizzNotFound", "MailwizzProtocolError",
                  "LookupError"]
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=10), backoff_coefficient=2.0,
-                    maximum_interval=timedelta(minutes=2), maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE)
+                    maximum_interval=timedelta(minutes=2), maximum_attempts=0, non_retryable_error_types=NON_RETRYABLE)
+#: A tenant whose MailWizz cannot be read within this budget is alerted; the next run retries.
+TENANT_BUDGET = timedelta(minutes=20)
 
 
 @dataclass
@@ -48,16 +51,19 @@ class MailwizzSyncWorkflow:
         tenants = inp.tenants
         if tenants is None:
             tenants = await workflow.execute_activity(
-                "mailwizz_tenants", start_to_close_timeout=timedelta(seconds=30), result_type=list[str],
-                retry_policy=RetryPolicy(maximum_attempts=5))
+                "mailwizz_tenants", start_to_close_timeout=opt.DB_START_TO_CLOSE, result_type=list[str],
+                schedule_to_close_timeout=opt.DB_SCHEDULE_TO_CLOSE, heartbeat_timeout=opt.HEARTBEAT,
+                retry_policy=opt.DB_RETRY)
         result = MailwizzSyncResult()
         for tenant in tenants:
             try:
                 server = await workflow.execute_activity(
                     "check_mailwizz_delivery_server", tenant, start_to_close_timeout=timedelta(minutes=2),
+                    schedule_to_close_timeout=TENANT_BUDGET, heartbeat_timeout=opt.HEARTBEAT,
                     retry_policy=RETRY, result_type=dict)
                 figures = await workflow.execute_activity(
                     "ingest_mailwizz_stats", tenant, start_to_close_timeout=timedelta(minutes=10),
+                    schedule_to_close_timeout=TENANT_BUDGET, heartbeat_timeout=opt.HEARTBEAT,
                     retry_policy=RETRY, result_type=dict)
                 result.tenants[tenant] = {"server": server, "figures": figures}
             except ActivityError as err:
@@ -67,5 +73,7 @@ class MailwizzSyncWorkflow:
                                         title=f"MailWizz of {tenant} could not be read",
                                         body=f"{_cause(err)}. The tenant's opens and clicks are not updated "
                                              "until this is fixed; sending itself is not affected."),
-                    start_to_close_timeout=timedelta(seconds=60))
+                    start_to_close_timeout=opt.ALERT_START_TO_CLOSE,
+                    schedule_to_close_timeout=opt.ALERT_SCHEDULE_TO_CLOSE, heartbeat_timeout=opt.HEARTBEAT,
+                    retry_policy=opt.ALERT_RETRY)
         return result

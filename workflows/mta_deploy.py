@@ -14,6 +14,7 @@ continues as new when idle and its history grows.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -29,12 +30,13 @@ with workflow.unsafe.imports_passed_through():
         MtaDeployState,
         MtaDeployStatus,
     )
+    from workflows import activity_options as opt
 
 KEEP_RESULTS = 50
 DEPLOY_TIMEOUT = timedelta(minutes=10)
 #: The activity heartbeats every 5 s: a worker that died mid-deploy is noticed within this, and the retry
 #: reclaims the host lock and restores the previous release before deploying again.
-DEPLOY_HEARTBEAT_TIMEOUT = timedelta(seconds=30)
+DEPLOY_HEARTBEAT_TIMEOUT = timedelta(seconds=15)
 #: Retries are bounded by time, not by a small count (an unreachable host gets this long to come back).
 DEPLOY_SCHEDULE_TO_CLOSE = timedelta(minutes=30)
 DEPLOY_RETRY = RetryPolicy(
@@ -55,6 +57,7 @@ class MtaDeployWorkflow:
     def __init__(self, inp: MtaDeployInput) -> None:
         self.host = inp.host
         self.state = inp.state or MtaDeployState()
+        self._alerts: list[Any] = []  # failure alerts in flight (the loop does not wait for Telegram)
 
     # --- messages ---------------------------------------------------------------------------------
 
@@ -127,6 +130,7 @@ class MtaDeployWorkflow:
             if s.requested <= s.started:
                 # Idle with a large history: let update handlers return, then start afresh. A request
                 # arriving meanwhile is served first (its handler cannot finish before its deploy).
+                await self._settle_alerts()
                 await workflow.wait_condition(lambda: workflow.all_handlers_finished() or s.requested > s.started)
                 if s.requested > s.started:
                     continue
@@ -157,11 +161,24 @@ class MtaDeployWorkflow:
             s.results = [*s.results, result][-KEEP_RESULTS:]
             s.completed = generation
             if not result.ok:
-                await workflow.execute_activity(
+                # Fired off, not awaited: the next deploy must not wait for Telegram (issue 11).
+                self._alerts = [a for a in self._alerts if not a.done()]
+                self._alerts.append(workflow.start_activity(
                     "send_alert",
                     Alert(key=f"mta-deploy-failed/{self.host}", severity="critical",
                           title=f"MTA deploy to {self.host} failed (generation {generation})",
                           body=result.message + ("\nThe previous configuration was restored."
                                                  if result.rolled_back else "")),
                     start_to_close_timeout=timedelta(seconds=30),
-                )
+                    schedule_to_close_timeout=opt.ALERT_SCHEDULE_TO_CLOSE, heartbeat_timeout=opt.HEARTBEAT,
+                    retry_policy=opt.ALERT_RETRY,
+                ))
+
+    async def _settle_alerts(self) -> None:
+        """Before continuing as new: the alerts still in flight finish (or give up, bounded) first."""
+        for pending in self._alerts:
+            try:
+                await pending
+            except ActivityError:
+                workflow.logger.warning("a deploy-failure alert of %s was not delivered", self.host)
+        self._alerts = []

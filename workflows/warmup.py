@@ -17,7 +17,7 @@ import json
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, TypedSearchAttributes
+from temporalio.common import TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -53,10 +53,11 @@ with workflow.unsafe.imports_passed_through():
         WarmupStatus,
     )
     from models.warmup_gate import Decision, RateCheck, Rule, decide
+    from workflows import activity_options as opt
 
 HISTORY_KEEP = 40  # transitions kept in the state (older ones are counted, not carried)
-DB_TIMEOUT = timedelta(seconds=60)
-DEPLOY_TIMEOUT = timedelta(minutes=15)
+#: A failed deploy is retried for this long, then at the next daily tick.
+DEPLOY_BUDGET = timedelta(hours=1)
 #: workflow.patched id of the evidence gate (issue 10): histories recorded before it take the old rule
 EVIDENCE_GATE_PATCH = "warmup-gate-evidence"
 
@@ -236,8 +237,9 @@ class IpWarmupWorkflow:
                      actions: list[AlertAction] | None = None) -> None:
         await workflow.execute_activity(
             "send_alert", Alert(key=key, title=title, body=body, severity=severity, actions=actions or []),
-            result_type=bool, start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=RetryPolicy(maximum_attempts=3))
+            result_type=bool, start_to_close_timeout=opt.ALERT_START_TO_CLOSE,
+            schedule_to_close_timeout=opt.ALERT_SCHEDULE_TO_CLOSE, heartbeat_timeout=opt.HEARTBEAT,
+            retry_policy=opt.ALERT_RETRY)
 
     def _resume_button(self, label: str) -> AlertAction:
         """A Resume button bound to the current pause: pressed after that pause is over, it does nothing."""
@@ -250,9 +252,9 @@ class IpWarmupWorkflow:
         try:
             outcome = await workflow.execute_activity(
                 "deploy_tenant_pool", DeployPoolRequest(self._inp.tenant, f"{self._inp.address}: {reason}", wid),
-                result_type=DeployOutcome, start_to_close_timeout=DEPLOY_TIMEOUT,
-                heartbeat_timeout=timedelta(seconds=60),
-                retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=["DeployFailed"]))
+                result_type=DeployOutcome, start_to_close_timeout=opt.DEPLOY_START_TO_CLOSE,
+                schedule_to_close_timeout=DEPLOY_BUDGET, heartbeat_timeout=opt.DEPLOY_HEARTBEAT,
+                retry_policy=opt.retry("DeployFailed", "UnknownTenant", initial=5.0, maximum=60.0))
         except ActivityError as err:
             self._state.deploy_pending = True
             cause = err.cause.message if isinstance(err.cause, ApplicationError) else str(err.cause or err)
@@ -272,7 +274,9 @@ class IpWarmupWorkflow:
         wid = workflow.info().workflow_id
         ctx: WarmupContext = await workflow.execute_activity(
             "load_warmup_context", WarmupContextRequest(self._inp.address, today.isoformat()),
-            result_type=WarmupContext, start_to_close_timeout=DB_TIMEOUT)
+            result_type=WarmupContext, start_to_close_timeout=opt.DB_START_TO_CLOSE,
+            schedule_to_close_timeout=opt.DB_SCHEDULE_TO_CLOSE, heartbeat_timeout=opt.HEARTBEAT,
+            retry_policy=opt.DB_RETRY)
         s.last_tick_day, s.ticks = today.isoformat(), s.ticks + 1
         if ctx.status != "warming":
             s.done, s.outcome = True, "stopped"
@@ -363,7 +367,9 @@ class IpWarmupWorkflow:
             step: PhaseStepOutcome = await workflow.execute_activity(
                 "apply_warmup_step",
                 PhaseStepRequest(self._inp.address, s.phase, to_phase, quota, today.isoformat(), reason, wid),
-                result_type=PhaseStepOutcome, start_to_close_timeout=DB_TIMEOUT)
+                result_type=PhaseStepOutcome, start_to_close_timeout=opt.DB_START_TO_CLOSE,
+                schedule_to_close_timeout=opt.DB_SCHEDULE_TO_CLOSE, heartbeat_timeout=opt.HEARTBEAT,
+                retry_policy=opt.DB_RETRY)
         except ActivityError as err:
             cause = err.cause.message if isinstance(err.cause, ApplicationError) else str(err.cause or err)
             self._pause(f"phase step refused: {cause}", None, "engine")

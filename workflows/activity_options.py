@@ -1,0 +1,43 @@
+"""Activity timeouts and retries shared by the workflows (issue 11: recover in seconds, survive a blip).
+
+Why these numbers: a worker killed mid-activity is noticed by the server only through a timeout. Every
+activity heartbeats while it runs (activities.keepalive), so a short heartbeat_timeout finds a dead
+worker in seconds, and a short start_to_close_timeout bounds a call that hangs. How long to keep
+retrying is a budget of time (schedule_to_close_timeout), never a small attempt count: a database
+failover of a minute, or a Telegram outage, must not fail a workflow that retries every few seconds.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+#: A worker that stops heartbeating for this long is dead: the attempt is retried on another worker.
+HEARTBEAT = timedelta(seconds=10)
+
+#: Database activities: one attempt is short; retries go on for hours (an outage, a failover).
+DB_START_TO_CLOSE = timedelta(seconds=30)
+DB_SCHEDULE_TO_CLOSE = timedelta(hours=6)
+
+#: Alerts: a Telegram outage must not hold up the workflow for long, nor retry forever.
+ALERT_START_TO_CLOSE = timedelta(seconds=60)
+ALERT_SCHEDULE_TO_CLOSE = timedelta(minutes=10)
+
+#: MTA deploys (render, upload, validate, reload, verify) and waiting for one.
+DEPLOY_START_TO_CLOSE = timedelta(minutes=15)
+DEPLOY_HEARTBEAT = timedelta(seconds=20)  # deploy_tenant_pool heartbeats every 10 s
+
+
+def retry(*non_retryable: str, initial: float = 1.0, maximum: float = 10.0) -> RetryPolicy:
+    """Unlimited attempts (the schedule_to_close_timeout is the budget), backing off to `maximum`
+    seconds so a recovered database is used within seconds; `non_retryable` error types fail at once."""
+    return RetryPolicy(initial_interval=timedelta(seconds=initial), backoff_coefficient=2.0,
+                       maximum_interval=timedelta(seconds=maximum), maximum_attempts=0,
+                       non_retryable_error_types=list(non_retryable))
+
+
+#: Retries of database activities. The listed types say the data is wrong, not the database down.
+DB_RETRY = retry("UnexpectedStatus", "UnknownIp", "UnknownTenant", "BadRequest", "UnexpectedPhase",
+                 "DatabaseMissing")
+ALERT_RETRY = retry(initial=2.0, maximum=30.0)
