@@ -21,14 +21,22 @@ def print_json(data: Any) -> None:
 
 
 def run_app(app: typer.Typer) -> None:
-    """Run the CLI; an unexpected error is printed with every secret of the settings masked (a
-    database URL with its password can be part of a driver's or Alembic's message), exit 1."""
+    """Run the CLI; a missing or unmigrated database is one line, exit 2; an unexpected error is printed
+    with every secret of the settings masked (a database URL with its password can be part of a
+    driver's or Alembic's message), exit 1."""
     try:
         app()
     except Exception as exc:
         import traceback
 
+        from temporalio.exceptions import ApplicationError
+
+        from activities.db import MISSING
         from models.settings import Settings
+
+        if isinstance(exc, ApplicationError) and exc.type == MISSING:  # no database: say so, create nothing
+            err_console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
+            raise SystemExit(2) from None
 
         try:
             settings = Settings()

@@ -24,7 +24,6 @@ STATUS_STYLE = {"active": "green", "warming": "yellow", "standby": "cyan", "quar
 
 def load_file(path: Path, *, dry_run: bool = False, apply_state: bool = False) -> LoadReport:
     """Parse, validate and apply; InventoryError lists every problem and nothing is written."""
-    from activities import db
     from activities.inventory import apply_inventory
     from models.inventory import InventoryError, parse
 
@@ -35,7 +34,6 @@ def load_file(path: Path, *, dry_run: bool = False, apply_state: bool = False) -
     inv = parse(text)
     if dry_run:
         return _dry_run(inv, path, apply_state)
-    db.upgrade()
     return apply_inventory(inv, actor=f"inventory:{path.name}", dry_run=False, apply_state=apply_state)
 
 
@@ -137,10 +135,8 @@ def show(
     summary_only: bool = typer.Option(False, "--summary", help="Counts only, no IP table."),
 ) -> None:
     """Counts by status per tenant and the table of IPs."""
-    from activities import db
     from activities.inventory import fleet
 
-    db.upgrade()
     try:
         data = fleet(tenant=tenant)
     except LookupError as exc:

@@ -14,10 +14,8 @@ app = typer.Typer(help="MailWizz (per tenant, API key from EMAIL_ENGINE_MAILWIZZ
 
 
 def _tenants(tenant: str | None) -> list[str]:
-    from activities import db
     from activities.mailwizz import configured_tenants
 
-    db.upgrade()
     names = configured_tenants()
     if tenant is None:
         if not names:

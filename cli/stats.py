@@ -25,13 +25,11 @@ def ingest(
     import asyncio
     from dataclasses import asdict
 
-    from activities import db
     from activities.accounting import ingest_local
 
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         fail(f"not a readable file: {', '.join(missing)}")
-    db.upgrade()
     reports = []
     for f in files:
         if not json_out:

@@ -111,12 +111,10 @@ def status(json_out: bool = JsonOpt) -> None:
     """The fleet on one screen: IPs by status and today's capacity per tenant, warmups by phase and
     paused, failovers awaiting approval, last blocklist scan and broken zones, DNS failures, MTA
     deploy drift. Works without Temporal (then warmups come from the inventory, with a note)."""
-    from activities import db
     from client.connection import run
     from client.status import collect
 
     try:
-        db.upgrade()
         data = run(collect())
     except Exception as exc:
         fail(f"cannot read the inventory database: {exc}")

@@ -30,6 +30,25 @@ def build_worker(client: Client, task_queue: str, executor: ThreadPoolExecutor) 
     )
 
 
+async def _check_database(settings: Settings) -> None:
+    """A missing or unmigrated database stops the worker at once, with the reason (never an empty
+    database created under it); one that cannot be reached yet is only logged: activities retry."""
+    from temporalio.exceptions import ApplicationError
+
+    from activities import db
+
+    try:
+        await asyncio.to_thread(db.check_ready, settings.resolved_database_url())
+    except ApplicationError as err:
+        if err.type != db.MISSING:
+            raise
+        log.error("%s", err.message)
+        raise SystemExit(2) from None
+    except Exception as exc:
+        log.warning("the database is not reachable at startup (%s: %s); activities will retry",
+                    type(exc).__name__, exc)
+
+
 async def run(settings: Settings | None = None, stop: asyncio.Event | None = None) -> None:
     """Run until `stop` is set, or SIGTERM/SIGINT arrives; in-flight activities get 10 s to finish."""
     settings = settings or get_settings()
@@ -53,6 +72,7 @@ async def run(settings: Settings | None = None, stop: asyncio.Event | None = Non
         fleet_server = metrics.serve_fleet_metrics(settings.fleet_metrics_address)
     except Exception as exc:
         log.error("fleet metrics disabled: %s", exc)
+    await _check_database(settings)
     client = await connect(settings, runtime=runtime)
     with ThreadPoolExecutor(max_workers=32) as executor:
         worker = build_worker(client, settings.task_queue, executor)
