@@ -224,7 +224,7 @@ def claim_standby(req: ClaimRequest, url: str | None = None) -> bool:
             assert ip.id is not None
             session.add(StandbyClaim(ip_id=ip.id, workflow_id=req.workflow_id))
             session.flush()  # the INSERT happens here: a concurrent claim blocks or fails now
-            session.refresh(ip)
+            session.refresh(ip, with_for_update=True)  # the status as committed, locked until we commit
             if ip.status != IpStatus.STANDBY:
                 session.rollback()
                 return False

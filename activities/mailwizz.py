@@ -20,6 +20,7 @@ from sqlmodel import col, select
 from temporalio import activity
 
 from activities.alerts import Alert, deliver_alert
+from activities.counters import add_daily
 from activities.db import session_scope
 from activities.keepalive import heartbeating
 from models import names
@@ -249,7 +250,9 @@ def record_readings(tenant: str, readings: dict[str, tuple[str, CampaignCounters
     figures = TenantFigures(tenant=tenant, day=day.isoformat(), campaigns_read=len(readings))
     total = CampaignCounters()
     with session_scope(url) as s:
-        t = s.exec(select(Tenant).where(Tenant.name == tenant)).one()
+        # The tenant's row lock serializes readings of one tenant: each counter growth is taken from the
+        # baseline once, even when two syncs overlap (they would both add it otherwise).
+        t = s.exec(select(Tenant).where(Tenant.name == tenant).with_for_update()).one()
         prev = {r.campaign_uid: r for r in s.exec(
             select(MailwizzCampaignStat).where(MailwizzCampaignStat.tenant_id == t.id))}
         now = utcnow()
@@ -269,13 +272,9 @@ def record_readings(tenant: str, readings: dict[str, tuple[str, CampaignCounters
         stats = {st.ip_id: st for st in s.exec(
             select(DailyStat).where(col(DailyStat.ip_id).in_(list(ips)), DailyStat.day == day))}
         attribution = attribute(total, {ips[i]: st.sent for i, st in stats.items()})
-        by_addr = {ips[i]: st for i, st in stats.items()}
-        for addr, n in attribution.opens.items():
-            by_addr[addr].opens += n
-        for addr, n in attribution.clicks.items():
-            by_addr[addr].clicks += n
-        for st in by_addr.values():
-            s.add(st)
+        ids = {address: i for i, address in ips.items() if i is not None}
+        for addr in set(attribution.opens) | set(attribution.clicks):
+            add_daily(s, ids[addr], day, opens=attribution.opens.get(addr, 0), clicks=attribution.clicks.get(addr, 0))
     figures.totals = asdict(total)
     figures.opens_by_ip = {a: n for a, n in attribution.opens.items() if n}
     figures.clicks_by_ip = {a: n for a, n in attribution.clicks.items() if n}

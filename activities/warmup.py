@@ -64,12 +64,15 @@ def schedule_from(ctx_schedule: list[PhaseQuota], active_quota: int) -> Schedule
                     min_days_by_phase=tuple((WarmupPhase(p.phase), p.min_days) for p in ctx_schedule))
 
 
-def _ip(session: Session, address: str) -> SendingIp:
+def _ip(session: Session, address: str, lock: bool = False) -> SendingIp:
+    """The IP's row; `lock`: SELECT ... FOR UPDATE, held until the transaction ends, so a status
+    written after reading it cannot overwrite a concurrent change (a quarantine)."""
     try:
         address = ip_address(address)
     except NameError_ as err:
         raise ApplicationError(str(err), type="UnknownIp", non_retryable=True) from None
-    ip = session.exec(select(SendingIp).where(SendingIp.address == address)).first()
+    stmt = select(SendingIp).where(SendingIp.address == address)
+    ip = session.exec(stmt.with_for_update() if lock else stmt).first()
     if ip is None:
         raise ApplicationError(f"IP {address} is not in the inventory", type="UnknownIp", non_retryable=True)
     return ip
@@ -147,7 +150,7 @@ def apply_phase_step(req: PhaseStepRequest, url: str | None = None) -> PhaseStep
     to_status = IpStatus.WARMING if target else IpStatus.ACTIVE
     started_on = dt.date.fromisoformat(req.started_on)
     with session_scope(url) as session:
-        ip = _ip(session, req.address)
+        ip = _ip(session, req.address, lock=True)
         same_start = target is None or ip.phase_started_on == started_on
         if ip.status == to_status and ip.warmup_phase == target and same_start:
             return PhaseStepOutcome(False, ip.status.value, req.to_phase, ip.daily_quota, ip.weight,

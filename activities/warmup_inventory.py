@@ -24,12 +24,15 @@ from models.warmup import resume_phase, status_for_start
 from models.warmup_contracts import StartPlan
 
 
-def _ip(session: Session, address: str) -> tuple[SendingIp, Tenant, SendingDomain | None]:
+def _ip(session: Session, address: str, lock: bool = False) -> tuple[SendingIp, Tenant, SendingDomain | None]:
+    """The IP, its tenant and domain; `lock`: the IP's row is locked (FOR UPDATE) until the
+    transaction ends, for a status write that must not overwrite a concurrent one."""
     try:
         address = ip_address(address)
     except NameError_ as err:
         raise WarmupError(str(err)) from None
-    ip = session.exec(select(SendingIp).where(SendingIp.address == address)).first()
+    stmt = select(SendingIp).where(SendingIp.address == address)
+    ip = session.exec(stmt.with_for_update() if lock else stmt).first()
     if ip is None:
         raise UnknownIp(f"IP {address} is not in the inventory")
     tenant = session.get(Tenant, ip.tenant_id)
@@ -78,7 +81,7 @@ def prepare_start(address: str, reason: str, actor: str, override_dns: str | Non
         record_dns_override(plan.address, override_dns.strip(), actor, url)
         plan.dns_override = True
     with session_scope(url) as session:
-        ip, tenant, _ = _ip(session, address)
+        ip, tenant, _ = _ip(session, address, lock=True)
         if ip.status == IpStatus.WARMING:  # a concurrent start won; nothing to do twice
             plan.phase = (ip.warmup_phase or WarmupPhase.WEEK_1).value
             return plan
@@ -133,7 +136,7 @@ def restore_ip(address: str, restore_status: str, reason: str, actor: str, url: 
     if target == IpStatus.WARMING:
         raise WarmupError("restore_status must not be warming")
     with session_scope(url) as session:
-        ip, tenant, _ = _ip(session, address)
+        ip, tenant, _ = _ip(session, address, lock=True)
         if ip.status == target:
             return False
         if ip.status != IpStatus.WARMING:
