@@ -27,11 +27,12 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from activities.failover import StartSagaRequest, start_saga
+from client.failovers import start_saga
 from models.failover import Listing, saga_id
+from models.failover_contracts import SagaState, StartSagaRequest
 from models.settings import get_settings
 from tests import failover_support as fs
-from workflows.failover import FailoverSaga, SagaState
+from workflows.failover import FailoverSaga
 
 REPO = Path(__file__).resolve().parent.parent
 DEADLINE = float(os.environ.get("CRASH_RECOVERY_DEADLINE", "60"))

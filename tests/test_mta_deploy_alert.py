@@ -14,8 +14,9 @@ from temporalio.worker import Worker
 
 from activities.alerts import Alert
 from client.deploys import request_deploy
+from models.deploys import workflow_id
 from tests.test_mta_deploy_workflow import new_host, recording_deploy
-from workflows.mta_deploy import MtaDeployWorkflow, workflow_id
+from workflows.mta_deploy import MtaDeployWorkflow
 
 alerts: list[Alert] = []
 release = asyncio.Event()
