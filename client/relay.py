@@ -94,6 +94,7 @@ async def _heartbeat_while(task: asyncio.Future[HostDeployResult], every: float 
 
 
 @activity.defn(name="deploy_tenant_pool")
+@heartbeating
 async def deploy_tenant_pool(req: DeployPoolRequest) -> DeployOutcome:
     """Deploy the newest inventory to the tenant's MTA host through `mta-deploy/<host>`, waiting for the
     deploy that includes the caller's change. Raises ApplicationError(type="DeployFailed") when that

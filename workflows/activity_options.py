@@ -26,7 +26,7 @@ ALERT_SCHEDULE_TO_CLOSE = timedelta(minutes=10)
 
 #: MTA deploys (render, upload, validate, reload, verify) and waiting for one.
 DEPLOY_START_TO_CLOSE = timedelta(minutes=15)
-DEPLOY_HEARTBEAT = timedelta(seconds=20)  # deploy_tenant_pool heartbeats every 10 s
+DEPLOY_HEARTBEAT = HEARTBEAT  # deploy_tenant_pool heartbeats every 2 s (activities.keepalive)
 
 
 def retry(*non_retryable: str, initial: float = 1.0, maximum: float = 10.0) -> RetryPolicy:
