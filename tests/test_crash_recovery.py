@@ -172,9 +172,11 @@ async def test_saga_recovers_from_a_killed_worker(temporal_local, db_url: str, s
                     return mark.exists()
                 await _until(f"saga in step {step.name}", in_step, log=log)
             else:
-                async def held() -> bool:
+                async def held() -> bool:  # waiting for the operator only (the held alert was sent)
                     state = await handle.query(FailoverSaga.state)
-                    return state is not None and state.status == "held"
+                    if state is None or state.status != "held":
+                        return False
+                    return not (await handle.describe()).raw_description.pending_activities
                 await _until("saga held", held, log=log)
             procs[0].kill()
             killed = time.monotonic()
