@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, create_engine
-from temporalio.exceptions import ApplicationError
 
 from models.settings import get_settings
 
@@ -28,7 +27,11 @@ MISSING = "DatabaseMissing"
 HINT = "run `email-engine db upgrade` to create it, or fix EMAIL_ENGINE_DATABASE_URL / EMAIL_ENGINE_VAR_DIR"
 
 
-def database_missing(message: str) -> ApplicationError:
+def database_missing(message: str) -> Exception:
+    """A non-retryable ApplicationError of type MISSING (temporalio is imported here, when it happens:
+    the CLI's database commands load no Temporal module)."""
+    from temporalio.exceptions import ApplicationError
+
     return ApplicationError(message, type=MISSING, non_retryable=True)
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from activities import db
+
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Never loaded by `import cli.main` nor by a `--help` (issue 12): no worker, bot, SSH, workflows or workers.
@@ -79,7 +81,10 @@ def test_email_engine_help_works() -> None:
 def test_a_command_loads_what_it_uses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The other side of laziness: `db current` loads the database libraries it needs and still no
     Temporal, bot or SSH module."""
-    monkeypatch.setenv("EMAIL_ENGINE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli-imports.db'}")
+    url = f"sqlite:///{tmp_path / 'cli-imports.db'}"
+    db.upgrade(url)  # only `db upgrade` creates a database; `db current` reads it
+    db.dispose_engines()
+    monkeypatch.setenv("EMAIL_ENGINE_DATABASE_URL", url)
     modules = _loaded("db", "current")
     assert {"sqlalchemy", "alembic", "activities.db"} <= modules
     assert _hits(modules, ("temporalio", *FORBIDDEN)) == []
