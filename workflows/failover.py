@@ -17,7 +17,8 @@ Steps (each an idempotent activity with an audit row whose actor is this workflo
  4. deploy the tenant's pool and wait (compensation: redeploy what the database says after undo);
  5. alert the operator; 6. record the outcome (one audit row per ending, whatever the ending).
 Database steps and compensations retry for hours with backoff up to 30 s (a database failover
-must not fail the saga); the deploy heartbeats. If a step of 1-4 still fails, the compensations run
+must not fail the saga); every call has a 10 s heartbeat timeout (the activities heartbeat every 2 s),
+so the attempt of a killed worker is retried within seconds. If a step of 1-4 still fails, the compensations run
 in reverse under asyncio.shield (a cancellation cannot stop them halfway), the pool is redeployed so
 the database and the MTA agree (the listed IP stays out), the outcome names the step that failed and
 every compensation that failed with the state it left, and a critical alert says action is
@@ -39,6 +40,8 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows.activity_options import HEARTBEAT
 
 with workflow.unsafe.imports_passed_through():
     from activities.alerts import Alert, AlertAction
@@ -73,9 +76,9 @@ DB_TIMEOUT = timedelta(seconds=30)
 DB_BUDGET = timedelta(hours=6)
 DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
                        non_retryable_error_types=["UnexpectedStatus", "UnknownIp", "BadRequest"])
-#: The deploy waits for the serialized host deploy (minutes) and heartbeats every 10 s.
+#: The deploy waits for the serialized host deploy (minutes) and heartbeats every 2 s.
 DEPLOY_TIMEOUT = timedelta(minutes=15)
-DEPLOY_HEARTBEAT = timedelta(seconds=30)
+DEPLOY_HEARTBEAT = HEARTBEAT
 DEPLOY_BUDGET = timedelta(hours=2)
 DEPLOY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(seconds=30),
                            non_retryable_error_types=["DeployFailed", "UnknownTenant"])
@@ -189,7 +192,8 @@ class FailoverSaga:
     async def _db(self, name: str, arg: Any, result_type: type | None = None,
                   budget: timedelta = DB_BUDGET) -> Any:
         return await workflow.execute_activity(name, arg, result_type=result_type, start_to_close_timeout=DB_TIMEOUT,
-                                               schedule_to_close_timeout=budget, retry_policy=DB_RETRY)
+                                               heartbeat_timeout=HEARTBEAT, schedule_to_close_timeout=budget,
+                                               retry_policy=DB_RETRY)
 
     async def _audit(self, reason: str) -> None:
         st = self._state
@@ -201,7 +205,7 @@ class FailoverSaga:
         try:
             await workflow.execute_activity("send_alert", Alert(key=key, title=title, body=body, severity=severity,
                                                                 actions=actions or []),
-                                            start_to_close_timeout=ALERT_TIMEOUT,
+                                            start_to_close_timeout=ALERT_TIMEOUT, heartbeat_timeout=HEARTBEAT,
                                             schedule_to_close_timeout=ALERT_BUDGET,
                                             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)))
         except ActivityError:
@@ -363,7 +367,7 @@ class FailoverSaga:
         for cand in candidates:
             failures: list[str] = await workflow.execute_activity(
                 "check_dns_gate", cand, result_type=list[str], start_to_close_timeout=DB_TIMEOUT,
-                schedule_to_close_timeout=DB_BUDGET, retry_policy=DB_RETRY)
+                heartbeat_timeout=HEARTBEAT, schedule_to_close_timeout=DB_BUDGET, retry_policy=DB_RETRY)
             if failures:
                 skipped.append(f"{cand}: {'; '.join(failures)}")
                 continue
@@ -375,8 +379,8 @@ class FailoverSaga:
             self._undo.add("cancel_warmup", cand)
             await workflow.execute_activity(
                 "start_ip_warmup", StartWarmupRequest(cand, f"failover standby for {st.address}", wid),
-                result_type=str, start_to_close_timeout=WARMUP_TIMEOUT, schedule_to_close_timeout=DB_BUDGET,
-                retry_policy=WARMUP_RETRY)
+                result_type=str, start_to_close_timeout=WARMUP_TIMEOUT, heartbeat_timeout=HEARTBEAT,
+                schedule_to_close_timeout=DB_BUDGET, retry_policy=WARMUP_RETRY)
             st.standby = cand
             await self._audit(f"failover step 3: standby {cand} activated (warming)")
             self._note("standby", f"{cand} warming")
@@ -395,8 +399,8 @@ class FailoverSaga:
                 await workflow.execute_activity(
                     "cancel_ip_warmup", CancelWarmupRequest(comp.address, "standby",
                                                             f"failover of {st.address} undone", st.workflow_id),
-                    start_to_close_timeout=WARMUP_TIMEOUT, schedule_to_close_timeout=DB_BUDGET,
-                    retry_policy=WARMUP_RETRY)
+                    start_to_close_timeout=WARMUP_TIMEOUT, heartbeat_timeout=HEARTBEAT,
+                    schedule_to_close_timeout=DB_BUDGET, retry_policy=WARMUP_RETRY)
                 if st.standby == comp.address:
                     st.standby = None
             elif comp.kind == "release":
