@@ -140,9 +140,22 @@ def apply_inventory(inv: InventoryFile, *, actor: str, url: str | None = None, d
                     "dkim_selector": entry.dkim_selector, "dkim_key_path": t.key_path(entry),
                 }, flush=False)
             session.flush()
+        _apply_webhooks(session, report, inv)
         if dry_run:
             session.rollback()
     return report
+
+
+def _apply_webhooks(session: Session, report: LoadReport, inv: InventoryFile) -> None:
+    """Receivers as the file says; one left out of the file is disabled (its outbox rows are kept)."""
+    from models.webhook_tables import WebhookReceiver
+
+    existing = {r.name: r for r in session.exec(select(WebhookReceiver))}
+    for w in inv.webhooks:
+        _upsert(session, report, "webhook", w.name, existing.pop(w.name, None), WebhookReceiver,
+                {"name": w.name, "url": w.url, "events": ",".join(w.events), "enabled": w.enabled})
+    for gone in existing.values():
+        _upsert(session, report, "webhook", gone.name, gone, WebhookReceiver, {"enabled": False})
 
 
 def _apply_ip(session: Session, report: LoadReport, tenant: Tenant, t: inv_mod.TenantEntry,

@@ -13,6 +13,11 @@ of the recorded histories:
   MTA host for a deploy of the newest inventory and wait (heartbeating) for the deploy that includes
   the change. A deploy that failed (and was rolled back) raises a non-retryable ApplicationError of
   type "DeployFailed". Callers give it minutes (SUGGESTED_TIMEOUT) and a heartbeat_timeout.
+- "emit_webhook_event" (WebhookEvent -> receivers): queue the event in the webhook outbox for every
+  subscribed receiver (idempotent on the event id) and wake their delivery workflows; quick whatever
+  the receivers do (workflows/webhook_events.py);
+- "wake_webhook_receivers" (no argument -> receivers): wake every receiver with pending rows (after an
+  accounting ingest queued contact events).
 """
 
 from __future__ import annotations
@@ -30,11 +35,13 @@ from activities.keepalive import heartbeating
 from client.deploys import request_deploy
 from client.failovers import start_saga
 from client.warmups import cancel_warmup, start_warmup
+from client.webhooks import wake, wake_pending
 from models import names
 from models.deploys import DeployOutcome, DeployPoolRequest, HostDeployResult
 from models.errors import WarmupError
 from models.failover_contracts import StartSagaRequest, StartSagaResult
 from models.warmup_contracts import CancelWarmupRequest, StartWarmupRequest
+from models.webhooks import WebhookEvent
 
 #: What a caller should give "deploy_tenant_pool" (a deploy reloads the MTA; minutes, not seconds).
 SUGGESTED_TIMEOUT = timedelta(minutes=15)
@@ -122,5 +129,23 @@ async def deploy_tenant_pool(req: DeployPoolRequest) -> DeployOutcome:
     return DeployOutcome(host=host, generation=result.generation, changed=result.changed, message=result.message)
 
 
+@activity.defn(name="emit_webhook_event")
+async def emit_webhook_event(event: WebhookEvent) -> list[str]:
+    """Queue `event` for its subscribers and wake their delivery workflows (a retry queues nothing twice
+    and wakes them again); returns the receivers."""
+    from activities.webhooks import queue_event
+
+    receivers = await asyncio.to_thread(queue_event, event)
+    for r in receivers:
+        await wake(activity.client(), r, activity.info().task_queue)
+    return receivers
+
+
+@activity.defn(name="wake_webhook_receivers")
+async def wake_webhook_receivers() -> list[str]:
+    """Wake every receiver with pending rows; returns them."""
+    return await wake_pending(activity.client(), activity.info().task_queue)
+
+
 RELAY_ACTIVITIES: list[Callable[..., Any]] = [start_failover_saga, start_ip_warmup, cancel_ip_warmup,
-                                              deploy_tenant_pool]
+                                              deploy_tenant_pool, emit_webhook_event, wake_webhook_receivers]

@@ -6,4 +6,5 @@ import models.dns_tables
 import models.failover_tables
 import models.ops_tables
 import models.rotation_tables
-import models.tables  # noqa: F401
+import models.tables
+import models.webhook_tables  # noqa: F401

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from models import names
+from models import webhooks as wh
 from models.enums import IpPurpose, IpStatus, MtaBackend, WarmupPhase
 
 Hostname = Annotated[str, AfterValidator(names.hostname)]
@@ -28,6 +29,7 @@ UnixUser = Annotated[str, AfterValidator(names.unix_user)]
 
 
 HttpUrl = Annotated[str, AfterValidator(names.http_base_url)]
+EventType = Annotated[str, AfterValidator(wh.event_type)]
 
 
 class _Strict(BaseModel):
@@ -106,9 +108,27 @@ class TenantEntry(_Strict):
         return ip.dkim_key_path or f"{self.dkim_key_dir}/{ip.domain}.{ip.dkim_selector}.key"
 
 
+class WebhookEntry(_Strict):
+    """An outbound webhook receiver (issue 15). No secret here: the receiver's secret is its entry in
+    EMAIL_ENGINE_WEBHOOK_SECRETS, so the file and the database never hold one."""
+
+    name: Token
+    #: https, or plain http to loopback only; no credentials, query or fragment.
+    url: HttpUrl
+    events: list[EventType] = Field(min_length=1)
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _distinct_events(self) -> WebhookEntry:
+        if len(set(self.events)) != len(self.events):
+            raise ValueError("events lists an event type twice")
+        return self
+
+
 class InventoryFile(_Strict):
     mta_hosts: list[MtaHostEntry] = Field(min_length=1)
     tenants: list[TenantEntry] = Field(min_length=1)
+    webhooks: list[WebhookEntry] = Field(default_factory=list)
 
 
 class InventoryError(ValueError):
@@ -181,6 +201,7 @@ def cross_check(inv: InventoryFile) -> list[str]:
     errors += _dupes(((t.name, f"tenants[{i}]") for i, t in enumerate(inv.tenants)), "tenant name")
     errors += _dupes(((t.pool_name, f"tenants[{i}] ({t.name!r}).pool") for i, t in enumerate(inv.tenants)),
                      "pool name")
+    errors += _dupes(((w.name, f"webhooks[{i}]") for i, w in enumerate(inv.webhooks)), "webhook receiver name")
     addrs, domains, vmtas, feeders = [], [], [], []
     for ti, t in enumerate(inv.tenants):
         tw = f"tenants[{ti}] ({t.name!r})"

@@ -115,6 +115,13 @@ class Settings(BaseSettings):
     mailwizz_keys: SecretStr = SecretStr("")
     #: Per-request MailWizz timeout (seconds) and attempts on timeouts/5xx (with exponential backoff).
     mailwizz_timeout: float = Field(default=10.0, gt=0, le=300)
+    #: Outbound webhook secrets per receiver (issue 15): `name=whsec_...,name2=whsec_...` or a JSON
+    #: object; several secrets separated by spaces sign with each (rotation). Never stored elsewhere.
+    webhook_secrets: SecretStr = SecretStr("")
+    #: Seconds one webhook POST may take (connect + answer).
+    webhook_timeout: float = Field(default=10.0, gt=0, le=60)
+    #: Delivered webhook events are kept this many days (for `webhooks replay --since`), then pruned.
+    webhook_retention_days: int = Field(default=30, ge=1, le=365)
     mailwizz_attempts: int = Field(default=4, ge=1, le=10)
     #: Temporal SDK Prometheus endpoint of the worker (`host:port`); empty disables it.
     metrics_address: str = "127.0.0.1:9464"

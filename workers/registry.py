@@ -20,6 +20,7 @@ from activities.fleet_scan import ACTIVITIES as FLEET_SCAN_ACTIVITIES
 from activities.mailwizz import check_mailwizz_delivery_server, ingest_mailwizz_stats, mailwizz_tenants
 from activities.mta.deploy import deploy_mta_host
 from activities.warmup import apply_warmup_step, load_warmup_context
+from activities.webhooks import deliver_webhooks, give_up_webhook
 from client.relay import RELAY_ACTIVITIES
 
 
@@ -31,9 +32,10 @@ def workflows() -> list[type]:
     from workflows.mailwizz_sync import MailwizzSyncWorkflow
     from workflows.mta_deploy import MtaDeployWorkflow
     from workflows.warmup import IpWarmupWorkflow
+    from workflows.webhooks import WebhookDeliveryWorkflow
 
     return [MtaDeployWorkflow, FailoverSaga, BlocklistScanWorkflow, DnsValidationWorkflow, IpWarmupWorkflow,
-            AccountingIngestWorkflow, MailwizzSyncWorkflow]
+            AccountingIngestWorkflow, MailwizzSyncWorkflow, WebhookDeliveryWorkflow]
 
 
 def activities() -> list[Callable[..., Any]]:
@@ -44,5 +46,6 @@ def activities() -> list[Callable[..., Any]]:
             check_mailwizz_delivery_server, ingest_mailwizz_stats, mailwizz_tenants,
             load_warmup_context, apply_warmup_step,
             list_accounting_hosts, ingest_host_accounting,
-            # relays (start_failover_saga, start_ip_warmup, cancel_ip_warmup, deploy_tenant_pool)
+            deliver_webhooks, give_up_webhook,
+            # relays (start_failover_saga, start_ip_warmup, cancel_ip_warmup, deploy_tenant_pool, webhooks)
             *RELAY_ACTIVITIES]
