@@ -39,12 +39,12 @@ BATCH = 100
 BATCH_SECONDS = 60.0
 
 
-def _naive(t: dt.datetime) -> dt.datetime:
-    return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
+def _utc(t: dt.datetime) -> dt.datetime:
+    return t.astimezone(dt.UTC) if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC)
 
 
 # ----------------------------------------------------------------------------------------- queueing
@@ -89,7 +89,7 @@ def queue_in(session: Session, events: list[wh.WebhookEvent]) -> list[str]:
         for name in subs.get(ev.type, []):
             receivers.add(name)
             rows.append({"receiver": name, "event_id": ev.id, "event_type": ev.type,
-                         "occurred_at": _naive(dt.datetime.fromisoformat(ev.occurred_at)), "body": wh.payload(ev),
+                         "occurred_at": _utc(dt.datetime.fromisoformat(ev.occurred_at)), "body": wh.payload(ev),
                          "status": PENDING, "attempts": 0, "last_error": "", "created_at": now})
     _insert_ignore(session, rows)
     return sorted(receivers)
@@ -302,7 +302,7 @@ def replay(since: dt.datetime, receiver: str | None = None, url: str | None = No
     or failed; they keep their ids, so a receiver that already has one can recognise it. Returns the
     rows set pending per receiver."""
     with session_scope(url) as session:
-        q = select(WebhookOutbox).where(col(WebhookOutbox.occurred_at) >= _naive(since),
+        q = select(WebhookOutbox).where(col(WebhookOutbox.occurred_at) >= _utc(since),
                                         col(WebhookOutbox.status) != PENDING)
         if receiver is not None:
             q = q.where(WebhookOutbox.receiver == receiver)

@@ -27,6 +27,10 @@ in effect, a failure of 5 or 6 does not undo a working failover: it alerts inste
 
 Replay: `workflow.patched(PATCH)` keeps histories of the earlier code (no deploy after step 1, no
 outcome row when step 1 failed, no state read after a failed compensation) replaying unchanged.
+
+Webhooks (issue 15, workflows/webhook_events.py, under their own patch): `ip.quarantined` once the IP is
+out of the pool, `failover.held` when an operator is asked, `ip.standby_activated`, `failover.completed`.
+Each waits only for the outbox write, never for a receiver.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.search_attributes import IP_ADDRESS, TENANT
     from models.warmup_contracts import CancelWarmupRequest, StartWarmupRequest
+    from workflows.webhook_events import emit
 
 #: Marker of this version's command sequence (see the module docstring).
 PATCH = "saga-quarantine-deploy-first"
@@ -253,6 +258,9 @@ class FailoverSaga:
                 out = await self._deploy(f"quarantine of {inp.address}")
                 await self._audit(f"failover step 1: out of the pool: deployed {out.host} generation {out.generation}")
                 self._note("quarantine deploy", f"{out.host} generation {out.generation} ({out.message})")
+            await emit("ip.quarantined", {"tenant": inp.tenant, "ip": inp.address, "listings": st.listings,
+                                          "previous_status": q.previous_status,
+                                          "quarantine_until": q.quarantine_until.isoformat()})
 
             # 2. circuit breaker (unless an operator already decided on the blast radius)
             if st.decision is None:
@@ -307,7 +315,13 @@ class FailoverSaga:
             await self._alert(f"{wid}/record", f"Failover {inp.tenant}/{inp.address}: action required",
                               f"The failover is in effect ({outcome}) but recording it failed: {st.error}", "critical")
         st.status = "completed"
+        await self._completed(outcome)
         return st
+
+    async def _completed(self, outcome: str) -> None:
+        st = self._state
+        await emit("failover.completed", {"tenant": st.tenant, "ip": st.address, "decision": st.decision,
+                                          "standby": st.standby, "outcome": outcome})
 
     async def _evidence(self, inp: FailoverInput) -> BreakerEvidence:
         ev: BreakerEvidence = await self._db("failover_breaker_evidence", EvidenceRequest(inp.tenant, inp.address),
@@ -322,6 +336,7 @@ class FailoverSaga:
         self._note("record", outcome)
         await self._finish(outcome)
         st.status = "completed"
+        await self._completed(outcome)
         return st
 
     async def _hold(self, kind: str, reasons: list[str], timeout: int) -> bool:
@@ -344,6 +359,8 @@ class FailoverSaga:
                           f"--reason ...` (incident {st.run_id}). No answer within {timeout / 3600:g} h means deny."])
         await self._alert(f"{st.workflow_id}/held", f"Failover {st.tenant}/{st.address} held by the {kind}",
                           body, "critical", actions)
+        await emit("failover.held", {"tenant": st.tenant, "ip": st.address, "hold": kind, "reasons": reasons,
+                                     "quarantined": st.quarantined, "deny_after_seconds": timeout})
         try:
             await workflow.wait_condition(lambda: st.answer is not None, timeout=timedelta(seconds=timeout))
         except TimeoutError:
@@ -384,6 +401,8 @@ class FailoverSaga:
             st.standby = cand
             await self._audit(f"failover step 3: standby {cand} activated (warming)")
             self._note("standby", f"{cand} warming")
+            await emit("ip.standby_activated", {"tenant": st.tenant, "ip": cand, "replaces": st.address,
+                                                "status": "warming"})
             return
         detail = "; ".join(skipped) or "the tenant has no standby IP"
         await self._audit(f"failover step 3: no eligible standby ({detail})"[:1024])

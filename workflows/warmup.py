@@ -8,6 +8,10 @@ After week_6 the IP becomes active and the workflow completes.
 
 Operator contract: signals "pause" (PauseRequest: reason, optional days) and "resume" (ResumeRequest,
 optional), query "status" (WarmupStatus). Pausing twice or resuming a running warmup is harmless.
+
+Webhooks (issue 15, workflows/webhook_events.py, under their own patch): `warmup.phase_changed` after a
+step is written and deployed, `warmup.paused` / `warmup.resumed` whoever paused (signal, gate, refused
+step). Signal handlers cannot run activities: they queue the event, the main loop sends it.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.warmup_gate import Decision, RateCheck, Rule, decide
     from workflows import activity_options as opt
+    from workflows.webhook_events import emit
 
 HISTORY_KEEP = 40  # transitions kept in the state (older ones are counted, not carried)
 #: A failed deploy is retried for this long, then at the next daily tick.
@@ -84,6 +89,7 @@ class IpWarmupWorkflow:
                 self._state.first_tick_at = _iso(now + timedelta(seconds=delay))
             self._record("start", None, inp.phase, inp.reason)
         self._version = 0  # bumped by every signal that changes the state
+        self._events: list[tuple[str, dict[str, object]]] = []  # webhook events not yet queued
         self._offset = wake_offset(inp.address, inp.wake_window_seconds)
 
     # ------------------------------------------------------------------------------------ messages
@@ -147,6 +153,7 @@ class IpWarmupWorkflow:
         s.paused, s.pause_reason, s.paused_until, s.paused_by = True, reason[:500], until, by
         self._record("pause", s.phase, s.phase, f"{reason} (until {until or 'resumed'})")
         self._version += 1
+        self._event("warmup.paused", {"phase": s.phase, "reason": s.pause_reason, "until": until, "by": by})
 
     def _resume(self, reason: str) -> None:
         s = self._state
@@ -154,6 +161,16 @@ class IpWarmupWorkflow:
         s.pause_incident = ""
         self._record("resume", s.phase, s.phase, reason)
         self._version += 1
+        self._event("warmup.resumed", {"phase": s.phase, "reason": reason[:500]})
+
+    def _event(self, event_type: str, data: dict[str, object]) -> None:
+        self._events.append((event_type, {"tenant": self._inp.tenant, "ip": self._inp.address,
+                                          "domain": self._inp.domain, **data}))
+
+    async def _flush_events(self) -> None:
+        while self._events:
+            event_type, data = self._events.pop(0)
+            await emit(event_type, data)
 
     def _next_event(self, now: dt.datetime) -> dt.datetime | None:
         """When the loop wakes next: the end of a timed pause, the first (bench) tick, or the daily tick."""
@@ -176,6 +193,7 @@ class IpWarmupWorkflow:
     async def run(self, inp: WarmupInput) -> WarmupStatus:
         await self._sync_search_attributes(status="warming")
         while not self._state.done:
+            await self._flush_events()
             if self._state.deploy_pending:
                 await self._deploy("put the warmup quota into effect")
             now = workflow.now()
@@ -211,10 +229,12 @@ class IpWarmupWorkflow:
             await self._tick(now)
             if not self._state.done and (self._state.phase != phase_before or self._should_continue_as_new()):
                 await self._continue_as_new()
+        await self._flush_events()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status()
 
     async def _continue_as_new(self) -> None:
+        await self._flush_events()
         await workflow.wait_condition(workflow.all_handlers_finished)
         next_input = WarmupInput(
             tenant=self._inp.tenant, address=self._inp.address, domain=self._inp.domain, phase=self._state.phase,
@@ -387,6 +407,9 @@ class IpWarmupWorkflow:
             self._record("advance", from_phase, to_phase, reason)
         await self._deploy(reason)
         await self._sync_search_attributes(status="active" if s.done else "warming")
+        self._event("warmup.phase_changed", {"from_phase": from_phase, "to_phase": to_phase or "active",
+                                             "daily_quota": s.quota, "reason": reason[:500]})
+        await self._flush_events()
         await self._alert(
             f"{wid}/{to_phase or 'active'}",
             f"Warmup {self._inp.address}: {'active' if s.done else to_phase} ({s.quota}/day)",
