@@ -19,6 +19,7 @@ from cli import schedules as schedules_cli
 from cli import stats as stats_cli
 from cli import status as status_cli
 from cli import warmup as warmup_cli
+from cli import webhooks as webhooks_cli
 
 app = typer.Typer(
     help="Email Engine: keep a multi-tenant fleet of dedicated sending IPs healthy "
@@ -43,6 +44,7 @@ app.command(name="dev")(dev.dev)
 app.add_typer(schedules_cli.app, name="schedules")
 app.command(name="doctor")(doctor_cli.doctor)
 app.command(name="codec-server")(codec_cli.codec_server)
+app.add_typer(webhooks_cli.app, name="webhooks")
 
 
 @app.command()
