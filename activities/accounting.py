@@ -36,11 +36,13 @@ from temporalio.exceptions import ApplicationError
 from activities.db import session_scope
 from activities.delivery_index import add_stats, known_deliveries, prune, remember, retention_cutoff
 from activities.keepalive import heartbeating
+from activities.webhooks import queue_in, subscribers
 from models import names
-from models.accounting import AccountingParser
+from models.accounting import AccountingParser, Contact
 from models.accounting_tables import AccountingFile
 from models.settings import get_settings
 from models.tables import DailyStat, MtaHost, SendingIp, utcnow
+from models.webhooks import CONTACT_EVENTS, WebhookEvent, stable_id
 
 FP_BYTES = 4096
 CHUNK_BYTES = 8 * 1024 * 1024
@@ -67,6 +69,7 @@ class FileReport:
     restarted: bool = False  # a different file than last time: read from the start
     ip_days: int = 0  # (IP, day) rows touched
     indexed: int = 0  # deliveries offered to the delivery index
+    contacts: int = 0  # contact.* webhook events queued (0 unless a receiver subscribes)
     error: str = ""
 
     def merge(self, other: FileReport) -> None:
@@ -81,6 +84,7 @@ class FileReport:
         self.restarted = self.restarted or other.restarted
         self.ip_days += other.ip_days
         self.indexed += other.indexed
+        self.contacts += other.contacts
 
 
 def _fingerprint(head: bytes) -> tuple[str, int]:
@@ -127,9 +131,12 @@ def ingest_chunk(source: str, path: str, head: bytes, size: int, data: bytes, da
         inventory = list(session.exec(select(SendingIp.id, SendingIp.address, SendingIp.vmta_name)))
         ip_ids = {address: ip_id for ip_id, address, _ in inventory if ip_id is not None}
         vmtas = {vmta: address for _, address, vmta in inventory}
-        parser = AccountingParser(vmtas, set(ip_ids), header)
+        # contact events (recipient addresses) are collected only for a subscribed receiver
+        wanted = any(subscribers(session, set(CONTACT_EVENTS)).values())
+        parser = AccountingParser(vmtas, set(ip_ids), header, collect_contacts=wanted)
         consumed = parser.feed(data, final=False)
         r = parser.report
+        report.contacts = len(_queue_contacts(session, r.contacts, source, path, start, head))
         # rb/f records without an IP: their deliveries, whichever run read them (one query per page)
         parser.resolve(known_deliveries(session, r.pending, {v: k for k, v in ip_ids.items()}))
         if r.deliveries:
@@ -160,6 +167,20 @@ def ingest_chunk(source: str, path: str, head: bytes, size: int, data: bytes, da
     report.unattributed_by_type = dict(r.unattributed_by_type)
     report.samples, report.ip_days = list(r.samples), len(r.totals)
     return report
+
+
+def _queue_contacts(session: Session, contacts: list[Contact], source: str, path: str, start: int,
+                    head: bytes) -> list[WebhookEvent]:
+    """contact.* events of this chunk, queued in the chunk's transaction: counted once, queued once
+    (the id is the record's file, first bytes and offset, so a chunk read again queues nothing)."""
+    fp, _ = _fingerprint(head)
+    events = [WebhookEvent(id=stable_id("contact", source, path, fp, str(start + c.where)), type=c.event,
+                           occurred_at=c.at.isoformat(),
+                           data={"recipient": c.recipient, "category": c.category or None, "ip": c.ip,
+                                 "source": "accounting"})
+              for c in contacts]
+    queue_in(session, events)
+    return events
 
 
 async def ingest_reader(source: str, path: str, size: int, read: Callable[[int, int], Awaitable[bytes]],

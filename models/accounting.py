@@ -46,10 +46,12 @@ from dataclasses import dataclass, field
 #: `f` names the IP the complained-about message came from in the ARF report's Source-IP field (RFC
 #: 5965), written as `arf_Source-IP` (`arf_<name>`, 11.2.8); its `dlvSourceIp` ("address of MTA from
 #: which the message was received") is the fallback, then the delivery of the same rcpt/envId/orig.
+#: `rcpt` and `bounceCat` of `b`/`rb` make the `contact.hard_bounce` webhook (issue 15: only categories
+#: that say the address is bad, models.webhooks.contact_kind); `f` makes `contact.complaint`.
 RECORD_FIELDS: dict[str, tuple[str, ...]] = {
     "d": ("timeLogged", "orig", "rcpt", "envId", "dlvSourceIp", "vmta"),
-    "b": ("timeLogged", "vmta"),
-    "rb": ("timeLogged", "orig", "rcpt", "envId"),
+    "b": ("timeLogged", "vmta", "rcpt", "bounceCat"),
+    "rb": ("timeLogged", "orig", "rcpt", "envId", "bounceCat"),
     "f": ("timeLogged", "orig", "rcpt", "envId", "arf_Source-IP", "dlvSourceIp"),
 }
 MAX_RECORD_BYTES = 64 * 1024
@@ -144,6 +146,19 @@ def attribute(pending: Iterable[Unresolved], deliveries: Iterable[Delivery]) -> 
     return out
 
 
+@dataclass(frozen=True)
+class Contact:
+    """A recipient the lead sources should stop using (webhook `contact.*`); `where` is the record's
+    byte offset in the parsed data (with the file and offset, it identifies the record)."""
+
+    event: str
+    recipient: str
+    at: dt.datetime
+    category: str
+    ip: str | None
+    where: int
+
+
 @dataclass
 class ParseReport:
     records: int = 0
@@ -163,6 +178,8 @@ class ParseReport:
     deliveries: list[Delivery] = field(default_factory=list)
     #: `rb` and IP-less `f` records not yet attributed (AccountingParser.resolve)
     pending: list[Unresolved] = field(default_factory=list)
+    #: hard bounces and complaints with their recipient, only when the parser was asked to collect them
+    contacts: list[Contact] = field(default_factory=list)
 
     def problem(self, where: int, why: str) -> None:
         self.malformed += 1
@@ -202,7 +219,8 @@ class AccountingParser:
     """Feed it the bytes of one file (from its start, or from an offset with the stored header)."""
 
     def __init__(self, vmta_ips: Mapping[str, str], known_ips: set[str] | None = None,
-                 header: list[str] | None = None) -> None:
+                 header: list[str] | None = None, collect_contacts: bool = False) -> None:
+        self.collect_contacts = collect_contacts
         self.vmta_ips = dict(vmta_ips)
         self.known_ips = known_ips
         self.report = ParseReport(header=list(header or []))
@@ -320,6 +338,8 @@ class AccountingParser:
         known = ip is not None and (self.known_ips is None or ip in self.known_ips)
         if kind == "f" and not known:  # the ARF report names no IP of ours: look for the delivery instead
             ip = None
+        if self.collect_contacts and kind in ("b", "rb", "f"):
+            self._contact(fields, kind, when, ip if known else None, where)
         key = None
         if kind in ("d", "rb", "f"):
             key = message_key(self._get(fields, "rcpt"), self._get(fields, "envId") or self._get(fields, "envid"),
@@ -333,6 +353,16 @@ class AccountingParser:
         if kind == "d" and key is not None:
             self.report.deliveries.append(Delivery(key, ip, when))
         self._add(kind, ip, when)
+
+    def _contact(self, fields: list[str], kind: str, when: dt.datetime, ip: str | None, where: int) -> None:
+        from models.webhooks import contact_kind
+
+        category = self._get(fields, "bounceCat").strip().lower()[:64]
+        event = contact_kind(kind, category)
+        rcpt = self._get(fields, "rcpt").strip()
+        if event is None or not rcpt or len(rcpt) > 320 or any(c.isspace() for c in rcpt) or "@" not in rcpt:
+            return
+        self.report.contacts.append(Contact(event, rcpt, when, category, ip, where))
 
     def _unattributed(self, kind: str) -> None:
         self.report.unattributed += 1

@@ -63,7 +63,8 @@ def test_secrets_parse_and_errors_never_echo_them() -> None:
     assert wh.parse_secrets(f"a={SECRET}, b={SECRET} {OTHER_SECRET}") == {"a": [SECRET], "b": [SECRET, OTHER_SECRET]}
     assert wh.parse_secrets(f'{{"a": "{SECRET}"}}') == {"a": [SECRET]}
     assert wh.parse_secrets("") == {}
-    for bad, why in [("a=whsec_c2hvcnQ=", "24-64 bytes"), ("a=whsec_short", "valid base64"), ("a=nowhsec", "'whsec_'"), ("a=whsec_@@@@", "'whsec_'"),
+    for bad, why in [("a=whsec_c2hvcnQ=", "24-64 bytes"), ("a=whsec_short", "valid base64"),
+                     ("a=nowhsec", "'whsec_'"), ("a=whsec_@@@@", "'whsec_'"),
                      ("a=", "empty"), ("=x", "not name=secret"), ("{", "JSON")]:
         with pytest.raises(wh.WebhookConfigError, match=why) as info:
             wh.parse_secrets(bad)
@@ -114,8 +115,8 @@ def test_inventory_refuses_a_secret_and_duplicate_names() -> None:
     with pytest.raises(InventoryError, match=r"webhooks\[0\].*secret: unknown key"):
         parse(fs.inventory_text(FLEET) + '\n[[webhooks]]\nname = "a"\nurl = "https://a.example/x"\n'
               'events = ["ip.retired"]\nsecret = "whsec_x"\n')
-    ok = parse(fs.inventory_text(FLEET) + "\n" + inventory_webhooks(("lead", "https://a.example/x", ["ip.retired"]),
-                                                                    ("local", "http://127.0.0.1:8080/h", ["dns.failed"])))
+    ok = parse(fs.inventory_text(FLEET) + "\n" + inventory_webhooks(
+        ("lead", "https://a.example/x", ["ip.retired"]), ("local", "http://127.0.0.1:8080/h", ["dns.failed"])))
     assert [w.name for w in ok.webhooks] == ["lead", "local"]
 
 
@@ -237,3 +238,55 @@ async def test_cli_test_and_list(sqlite_url: str, secrets: None, cli) -> None:  
     assert result.exit_code == 0 and '"secret": "set"' in result.output and SECRET not in result.output
     result = await asyncio.to_thread(cli.invoke, app, ["webhooks", "test", "nobody"])
     assert result.exit_code == 1 and "no enabled webhook receiver 'nobody'" in result.output
+
+
+# ------------------------------------------------------------------------------------------ contacts
+
+
+def _acct_file(tmp_path, rows):  # type: ignore[no-untyped-def]
+    from tests.accounting_records import csv_text
+
+    path = tmp_path / "email-engine-acct-2026-11-29-0000.csv"
+    path.write_text(csv_text(rows))
+    return path
+
+
+async def test_contact_events_from_accounting_only_for_subscribers(db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from activities.accounting import ingest_local
+    from tests.accounting_records import delivery, remote_bounce, stamp
+
+    at = dt.datetime(2026, 11, 29, 9, tzinfo=dt.UTC)
+    ip = "127.0.15.41"
+    rows = [delivery(at, ip, "gone@example.net", env="j1"), delivery(at, ip, "angry@example.net", env="j2"),
+            {"type": "b", "timeLogged": stamp(at), "vmta": "vmta-wh-u-41", "rcpt": "nobody@example.org",
+             "bounceCat": "bad-mailbox"},
+            {"type": "b", "timeLogged": stamp(at), "vmta": "vmta-wh-u-41", "rcpt": "policy@example.org",
+             "bounceCat": "policy-related"},  # not the address's fault: no event
+            {**remote_bounce(at + dt.timedelta(minutes=5), "gone@example.net", env="j1"), "bounceCat": "bad-domain"},
+            {"type": "f", "timeLogged": stamp(at + dt.timedelta(minutes=9)), "rcpt": "angry@example.net",
+             "envId": "j2", "orig": "bounce@mail.example"}]
+    # nobody subscribes to contact events: no recipient address is written anywhere for webhooks
+    _load(db_url, ("fleet-only", "https://a.example/x", ["ip.quarantined"]))
+    (tmp_path / "a").mkdir()
+    first = _acct_file(tmp_path / "a", rows)
+    report = await ingest_local(first, db_url)
+    assert report.contacts == 0 and acts.outbox("fleet-only", db_url) == []
+    # a lead source subscribes: the next file's bounces and complaints are queued, in file order
+    _load(db_url, ("fleet-only", "https://a.example/x", ["ip.quarantined"]),
+          ("lead", "https://lead.example/in", ["contact.hard_bounce", "contact.complaint"]))
+    (tmp_path / "b").mkdir()
+    second = _acct_file(tmp_path / "b", rows)
+    report = await ingest_local(second, db_url)
+    assert report.contacts == 3
+    queued = acts.outbox("lead", db_url)
+    import json
+
+    bodies = [json.loads(r.body) for r in queued]
+    assert [(b["type"], b["data"]["recipient"], b["data"]["category"]) for b in bodies] == [
+        ("contact.hard_bounce", "nobody@example.org", "bad-mailbox"),
+        ("contact.hard_bounce", "gone@example.net", "bad-domain"),
+        ("contact.complaint", "angry@example.net", None)]
+    assert bodies[0]["data"]["ip"] == ip and bodies[0]["timestamp"].startswith("2026-11-29T09:00:00")
+    assert acts.outbox("fleet-only", db_url) == []
+    # reading the file again (or a retried chunk) queues nothing twice
+    assert (await ingest_local(second, db_url)).contacts == 0 and len(acts.outbox("lead", db_url)) == 3

@@ -1,6 +1,9 @@
 """AccountingIngestWorkflow: fetch new PowerMTA accounting records from every enabled MTA host over SFTP
 and count them into the daily stats. Run hourly by a Temporal Schedule (client/schedules.py);
-idempotent (offsets live in the database), so overlapping or repeated runs add nothing twice."""
+idempotent (offsets live in the database), so overlapping or repeated runs add nothing twice.
+
+Contact webhooks (issue 15): the ingest queues `contact.*` events in the chunk's own transaction; each
+run then wakes the receivers with pending rows (also those queued by `email-engine stats ingest`)."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.accounting import HostIngestReport, HostIngestRequest
     from activities.alerts import Alert
     from workflows import activity_options as opt
+    from workflows.webhook_events import wake_receivers
 
 #: A host whose files cannot be fetched within this budget is reported; the next hourly run resumes.
 INGEST_BUDGET = timedelta(minutes=50)
@@ -66,4 +70,5 @@ class AccountingIngestWorkflow:
                 result_type=bool, start_to_close_timeout=opt.ALERT_START_TO_CLOSE,
                 schedule_to_close_timeout=opt.ALERT_SCHEDULE_TO_CLOSE, heartbeat_timeout=opt.HEARTBEAT,
                 retry_policy=opt.ALERT_RETRY)
+        await wake_receivers()
         return result

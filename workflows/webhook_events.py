@@ -43,3 +43,16 @@ async def emit(event_type: str, data: dict[str, Any]) -> None:
                                         retry_policy=EMIT_RETRY)
     except ActivityError as err:
         workflow.logger.warning("webhook event %s %s not queued: %s", event_type, event.id, err.cause or err)
+
+
+async def wake_receivers() -> None:
+    """Wake every receiver with pending rows (events an activity queued in its own transaction, such as
+    the accounting ingest's contact events). Same patch and failure rules as `emit`."""
+    if not workflow.patched(WEBHOOK_PATCH):
+        return
+    try:
+        await workflow.execute_activity("wake_webhook_receivers", result_type=list[str],
+                                        start_to_close_timeout=EMIT_TIMEOUT, schedule_to_close_timeout=EMIT_BUDGET,
+                                        retry_policy=EMIT_RETRY)
+    except ActivityError as err:
+        workflow.logger.warning("webhook receivers not woken: %s", err.cause or err)
