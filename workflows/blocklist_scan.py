@@ -15,6 +15,7 @@ stay in the database, only counts and the decisions that act come back (paged by
 - a quarantined IP whose quarantine is over: clean -> resting, then re-warm ("start_ip_warmup");
   still listed -> quarantine extended; listed again after the maximum extensions -> retiring + alert.
 Zones that failed their self-test are reported (alert) and their answers never act.
+Webhooks (issue 15, patched): `blocklist.listed` for each new listing that starts a saga, `ip.retired`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from models.failover_contracts import StartSagaRequest, StartSagaResult
     from models.scan_contracts import FleetScanRequest, ScanInput, ScanOutcome, ScanPageRequest, ScanSummary
     from models.warmup_contracts import StartWarmupRequest
+    from workflows.webhook_events import emit
 
 DB_TIMEOUT = timedelta(minutes=2)
 #: Retries bounded by time, not a count: a database failover of a minute must not lose a scan's actions.
@@ -175,6 +177,11 @@ class BlocklistScanWorkflow:
                 result_type=StartSagaResult, start_to_close_timeout=DB_TIMEOUT, schedule_to_close_timeout=DB_BUDGET,
                 retry_policy=DB_RETRY)
             s.sagas.append(res.workflow_id)
+            if d.action == ScanAction.START_SAGA:
+                await emit("blocklist.listed", {
+                    "tenant": d.tenant, "ip": d.address, "failover": res.workflow_id,
+                    "listings": [{"zone": lst.zone, "target": lst.target, "code": lst.code, "meaning": lst.meaning,
+                                  "delist_url": lst.delist_url} for lst in d.listings]})
             if res.joined and d.action == ScanAction.RESUME_SAGA:
                 self._converge.add(d.tenant)
         elif d.action in (ScanAction.EXTEND, ScanAction.RETIRE, ScanAction.REST_AND_REWARM):
@@ -192,6 +199,8 @@ class BlocklistScanWorkflow:
                                   f"{d.address} ({d.tenant}) was {d.detail}: "
                                   f"{'; '.join(lst.describe() for lst in d.listings)}. It is retiring and will not "
                                   "send again; replace it in the inventory.", "critical")
+                await emit("ip.retired", {"tenant": d.tenant, "ip": d.address, "reason": d.detail,
+                                          "listings": [lst.describe() for lst in d.listings]})
             else:
                 try:
                     await workflow.execute_activity(
