@@ -61,7 +61,7 @@ def wh_env(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Recei
     fs.seed(sqlite_url, FLEET)
     text = fs.inventory_text(FLEET) + "\n" + inventory_webhooks(
         ("scraper-pro", fleet_down.url, ["ip.quarantined", "ip.standby_activated", "failover.completed",
-                                         "warmup.phase_changed", "warmup.paused", "failover.held"]),
+                                         "warmup.phase_changed", "warmup.paused", "warmup.resumed", "failover.held"]),
         ("backlink", flaky.url, ["warmup.phase_changed"]))
     from activities.inventory import apply_inventory
     from models.inventory import parse
@@ -144,3 +144,48 @@ async def test_failover_and_warmup_webhooks_survive_a_ten_minute_outage(temporal
     first = outbox("scraper-pro", url)[0]
     assert first.attempts >= 3  # failed while down, delivered once it was back
 
+
+
+async def test_pause_and_resume_signals_and_a_receiver_dead_past_the_budget(temporal_time_skipping, wh_env) -> None:
+    """Signals cannot run activities: the warmup queues its pause/resume events and its loop sends them.
+    A receiver dead for longer than the retry budget (72 h, skipped) has its head event given up (alert)
+    and the events behind it go on when it is back."""
+    from models.warmup_contracts import PauseRequest, ResumeRequest
+
+    url, receiver, flaky = wh_env
+    env = temporal_time_skipping
+    client = env.client
+    today = (await env.get_current_time()).astimezone(dt.UTC).date()
+    alerts = fs.AlertLog()
+    with env.auto_time_skipping_disabled():
+        async with fs.engine_worker(client, [alerts.activity()]) as queue:
+            warm = await client.start_workflow(
+                IpWarmupWorkflow.run,
+                WarmupInput(tenant="wh-a", address=WARMING, domain="fo14.example", phase="week_1",
+                            phase_started_on=today.isoformat(), quota=50, wake_window_seconds=600),
+                id=f"warmup/wh-a/{WARMING}", task_queue=queue)
+            await warm.signal(IpWarmupWorkflow.pause, PauseRequest(reason="list cleanup", actor="ops"))
+            await _until(lambda: len(outbox("scraper-pro", url)) == 1, "the pause in the outbox")
+            await env.sleep(timedelta(hours=73))  # past the delivery budget: the pause event is given up
+            await _until(lambda: outbox("scraper-pro", url)[0].status == "failed", "the head given up")
+            await warm.signal(IpWarmupWorkflow.resume, ResumeRequest(reason="clean", actor="ops"))
+            await _until(lambda: len(outbox("scraper-pro", url)) == 2, "the resume in the outbox")
+            receiver.start()
+            try:
+                for _ in range(30):
+                    if receiver.verified:
+                        break
+                    await env.sleep(timedelta(minutes=1))
+                    await asyncio.sleep(0.2)
+            finally:
+                receiver.stop()
+            await warm.terminate("test over")
+    rows = outbox("scraper-pro", url)
+    assert [(r.event_type, r.status) for r in rows] == [("warmup.paused", "failed"), ("warmup.resumed", "delivered")]
+    assert rows[0].attempts >= 10 and "gave up" in rows[0].last_error
+    assert receiver.types() == ["warmup.resumed"] and receiver.rejected == []
+    data = receiver.verified[0].body["data"]
+    assert (data["ip"], data["phase"], data["reason"]) == (WARMING, "week_1", "clean")
+    given_up = f"Webhook receiver scraper-pro: event {rows[0].event_id} given up"
+    assert [t for t in alerts.titles() if "given up" in t] == [given_up]
+    assert flaky.verified == []
