@@ -30,6 +30,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.db import session_scope
+from activities.keepalive import heartbeating
 from models import webhooks as wh
 from models.settings import get_settings
 from models.webhook_tables import DELIVERED, FAILED, PENDING, WebhookOutbox, WebhookReceiver
@@ -241,6 +242,7 @@ async def deliver_pending(name: str, url: str | None = None, limit: int = BATCH,
 
 
 @activity.defn(name="deliver_webhooks")
+@heartbeating
 async def deliver_webhooks(req: DeliverRequest) -> DeliverResult:
     """Deliver the receiver's pending events in order (see deliver_pending)."""
     return await deliver_pending(req.receiver)
@@ -262,6 +264,7 @@ def give_up_head(name: str, reason: str, url: str | None = None) -> str | None:
 
 
 @activity.defn(name="give_up_webhook")
+@heartbeating
 def give_up_webhook(req: DeliverRequest) -> str | None:
     return give_up_head(req.receiver, "retry budget spent")
 

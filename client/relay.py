@@ -130,6 +130,7 @@ async def deploy_tenant_pool(req: DeployPoolRequest) -> DeployOutcome:
 
 
 @activity.defn(name="emit_webhook_event")
+@heartbeating
 async def emit_webhook_event(event: WebhookEvent) -> list[str]:
     """Queue `event` for its subscribers and wake their delivery workflows (a retry queues nothing twice
     and wakes them again); returns the receivers."""
@@ -142,6 +143,7 @@ async def emit_webhook_event(event: WebhookEvent) -> list[str]:
 
 
 @activity.defn(name="wake_webhook_receivers")
+@heartbeating
 async def wake_webhook_receivers() -> list[str]:
     """Wake every receiver with pending rows; returns them."""
     return await wake_pending(activity.client(), activity.info().task_queue)

@@ -22,6 +22,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from models.webhooks import WebhookEvent
+    from workflows import activity_options as opt
 
 WEBHOOK_PATCH = "webhook-events"
 EMIT_TIMEOUT = timedelta(seconds=30)
@@ -40,7 +41,7 @@ async def emit(event_type: str, data: dict[str, Any]) -> None:
     try:
         await workflow.execute_activity("emit_webhook_event", event, result_type=list[str],
                                         start_to_close_timeout=EMIT_TIMEOUT, schedule_to_close_timeout=EMIT_BUDGET,
-                                        retry_policy=EMIT_RETRY)
+                                        heartbeat_timeout=opt.HEARTBEAT, retry_policy=EMIT_RETRY)
     except ActivityError as err:
         workflow.logger.warning("webhook event %s %s not queued: %s", event_type, event.id, err.cause or err)
 
@@ -53,6 +54,6 @@ async def wake_receivers() -> None:
     try:
         await workflow.execute_activity("wake_webhook_receivers", result_type=list[str],
                                         start_to_close_timeout=EMIT_TIMEOUT, schedule_to_close_timeout=EMIT_BUDGET,
-                                        retry_policy=EMIT_RETRY)
+                                        heartbeat_timeout=opt.HEARTBEAT, retry_policy=EMIT_RETRY)
     except ActivityError as err:
         workflow.logger.warning("webhook receivers not woken: %s", err.cause or err)

@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.alerts import Alert
     from activities.webhooks import DeliverRequest, DeliverResult
     from models.webhooks import DELIVERY_WORKFLOW, WAKE_SIGNAL, DeliveryInput
+    from workflows import activity_options as opt
 
 #: How long the head event of a queue is retried before it is given up (Standard Webhooks senders
 #: retry for days; the issue asks at least 24 h).
@@ -78,7 +79,7 @@ class WebhookDeliveryWorkflow:
         event = await workflow.execute_activity(
             "give_up_webhook", DeliverRequest(receiver), result_type=str | None,  # type: ignore[arg-type]
             start_to_close_timeout=timedelta(seconds=30), schedule_to_close_timeout=timedelta(hours=6),
-            retry_policy=DB_RETRY)
+            heartbeat_timeout=opt.HEARTBEAT, retry_policy=DB_RETRY)
         if event is None:
             return
         try:
@@ -89,6 +90,7 @@ class WebhookDeliveryWorkflow:
                                          f"on; `email-engine webhooks replay --receiver {receiver} --since ...` "
                                          "sends it again."),
                 result_type=bool, start_to_close_timeout=timedelta(seconds=60),
-                schedule_to_close_timeout=timedelta(minutes=10), retry_policy=DB_RETRY)
+                schedule_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=opt.HEARTBEAT,
+                retry_policy=opt.ALERT_RETRY)
         except ActivityError:
             workflow.logger.exception("alert for webhook %s/%s not sent", receiver, event)
