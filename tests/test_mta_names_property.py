@@ -221,3 +221,46 @@ def test_ipv6_zone_ids_are_refused_in_every_address_field(zone: str, field: str)
         assert len(exc.errors) == 1 and "zone ids" in exc.errors[0], exc.errors
     else:
         raise AssertionError(f"{field}={values[field]!r} was accepted")
+
+
+def _full_canonical_ip(value: str) -> str | None:
+    """canonical_ip without its IPv4 fast path (the parser's answer), None where it refuses."""
+    from models import names
+
+    try:
+        canonical = names.ip_address(value)
+    except names.NameError_:
+        return None
+    return canonical if canonical == value else None
+
+
+def _canonical_ip_or_none(value: str) -> str | None:
+    from models import names
+
+    try:
+        return names.canonical_ip(value)
+    except names.NameError_:
+        return None
+
+
+octet_text = st.one_of(st.integers(0, 255).map(str), st.from_regex(r"\A0[0-9]{1,2}\Z"),
+                       st.integers(256, 999).map(str), st.sampled_from(["", "-1", "+1", "٣", " 1", "1 ", "0x1"]))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(octet_text, min_size=3, max_size=5).map(".".join) | st.text(max_size=20)
+       | st.integers(0, 2**32 - 1).map(lambda n: str(ipaddress.IPv4Address(n))))
+def test_canonical_ip_fast_path_answers_as_the_parser(value: str) -> None:
+    """The IPv4 regex fast path of canonical_ip accepts exactly what the full parser accepts as canonical
+    and unicast (leading zeros, out-of-range octets, 0.0.0.0, multicast, broadcast, Unicode digits)."""
+    assert _canonical_ip_or_none(value) == _full_canonical_ip(value)
+
+
+def test_canonical_ip_fast_path_edges() -> None:
+    from models import names
+
+    for good in ("1.0.0.0", "9.9.9.9", "10.0.0.1", "223.255.255.255", "240.0.0.1", "254.255.255.255", "0.1.2.3"):
+        assert names.canonical_ip(good) == good
+    for bad in ("0.0.0.0", "224.0.0.1", "239.255.255.255", "255.255.255.255", "01.2.3.4", "1.2.3.04", "256.1.1.1",
+                "1.2.3", "1.2.3.4.5", "1.2.3.4\n", "1.2.3.4%eth0", "１.2.3.4"):
+        assert _canonical_ip_or_none(bad) is None, bad

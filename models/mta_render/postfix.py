@@ -32,7 +32,6 @@ Files (relative to the Postfix config dir):
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import posixpath
 from functools import reduce
@@ -67,7 +66,8 @@ def weights(ips: list[IpView]) -> dict[str, int]:
 
 
 def _transport(ip: IpView) -> list[str]:
-    bind = "smtp_bind_address6" if ipaddress.ip_address(ip.address).version == 6 else "smtp_bind_address"
+    # the address is canonical (checked_tenant): IPv6 text always has a colon, IPv4 text never
+    bind = "smtp_bind_address6" if ":" in ip.address else "smtp_bind_address"
     return [
         f"# {ip.tenant} {ip.address} ({quota_label(ip)}){'' if ip.sending else ': not in any pool'}",
         f"{transport_name(ip)} unix - - n - - smtp",
@@ -106,7 +106,7 @@ def render(snapshot: FleetSnapshot, config_dir: str) -> dict[str, str]:
             main.append(f"# {t.name}: " + ", ".join(
                 f"{transport_name(ip)} x{reps[transport_name(ip)]} ({quota_label(ip)})"
                 for ip in sending if transport_name(ip) in reps))
-            slots = ",".join(name for name, n in reps.items() for _ in range(n))
+            slots = ",".join(",".join([name] * n) for name, n in reps.items())  # every n >= 1
             # only the tenant's own feeder may use its domains (as PowerMTA's <source FEEDER>): OK ends
             # the class with the FILTER kept; any other client falls through to reject
             tail = f"check_client_access inline:{{{t.feeder_ip}=OK}}, reject" if t.feeder_ip else "permit"

@@ -76,8 +76,12 @@ def _vmta(ip: IpView, out: list[str], cp: ColdPlan) -> None:
 
 
 def render_tenant(t: TenantView) -> str:
-    """One tenant's fragment."""
-    checked_tenant(t)
+    """One tenant's fragment (its values re-checked)."""
+    return _fragment(checked_tenant(t))
+
+
+def _fragment(t: TenantView) -> str:
+    """One tenant's fragment from an already checked tenant (render checks each tenant once)."""
     cp = cold_vmta.plan(t)
     out = [
         f"# Tenant {t.name}: rendered by email-engine from the inventory. Do not edit; changes are overwritten.",
@@ -214,7 +218,7 @@ def render(snapshot: FleetSnapshot, config_dir: str, accounting: AccountingTarge
     ]
     for t in tenants:
         rel = f"{MANAGED}/tenants/{t.name}.conf"
-        files[rel] = render_tenant(t)
+        files[rel] = _fragment(t)
         main.append(f"include {posixpath.join(config_dir, rel)}")
     files[f"{MANAGED}/main.conf"] = "\n".join(main) + "\n"
     return files
