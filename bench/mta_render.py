@@ -1,20 +1,36 @@
 """Benchmark: MTA config render time for 100, 1,000 and 10,000 IPs, PowerMTA and Postfix.
 
-Run: .venv/bin/python -m bench.mta_render
+Run: .venv/bin/python -m bench.mta_render [--before REV]
 
 Fleets are synthetic, shaped like the reference one (tenants of 50 IPs: 40 active, 7 warming at
 week_1..week_6, 3 standby). Baseline, run side by side: the 100-IP render of the same backend scaled
 linearly (time x N/100). Printed per size: best-of-7 time, ratio to the previous size (10x IPs: ~10
 means linear), ratio to the linear baseline (~1.0 means linear), and Python function calls per IP (a
 load-independent work count: constant means linear). Wall times are noisy on a loaded machine.
+
+Before/after: with `--before REV` (default 4efc4e1, the renderers before the issue-14 speed-ups) the
+same fleets are rendered by that revision's code (`git archive REV` into a temporary directory, run in a
+subprocess, interleaved with this tree's runs so both see the same load): its best time, the speed-up
+(before / after), and whether the output is byte-identical (SHA-256 of every file and note).
+Target (issue 14): 10,000 IPs <= 0.2 s for each backend.
 """
 
 from __future__ import annotations
 
+import argparse
 import cProfile
+import hashlib
+import io
+import json
+import os
 import pstats
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from activities.mta.base import backend_for
 from models.enums import IpStatus, MtaBackend, WarmupPhase
@@ -23,6 +39,9 @@ from models.snapshot import FleetSnapshot, IpView, MtaHostView, TenantView
 
 SIZES = (100, 1_000, 10_000)
 PHASES = list(WarmupPhase)
+TARGET_10K_S = 0.2
+BEFORE_REV = "4efc4e1"
+REPO = Path(__file__).resolve().parent.parent
 
 
 def fleet(n_ips: int, per_tenant: int = 50) -> FleetSnapshot:
@@ -64,24 +83,87 @@ def calls(fn: Callable[[], object]) -> int:
     return int(pstats.Stats(prof).total_calls)  # type: ignore[attr-defined]
 
 
+def output_digest(kind: MtaBackend, snap: FleetSnapshot) -> str:
+    r = backend_for(kind).render(snap)
+    h = hashlib.sha256()
+    for name in sorted(r.files):
+        h.update(name.encode() + b"\0" + r.files[name].encode() + b"\0")
+    h.update("\n".join(r.notes).encode())
+    return h.hexdigest()
+
+
+def measure(kind: MtaBackend, n: int, repeat: int = 7) -> tuple[float, str]:
+    """(best time, output digest) of rendering the n-IP fleet with this tree's code."""
+    snap = fleet(n)
+    impl = backend_for(kind)
+    return best_of(lambda: impl.render(snap), repeat), output_digest(kind, snap)
+
+
+class Before:
+    """The same measure() run by an earlier revision's code, in a subprocess fed one request a line."""
+
+    def __init__(self, rev: str) -> None:
+        self.tmp = tempfile.TemporaryDirectory(prefix="bench-render-before-")
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", rev], check=True, capture_output=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(self.tmp.name, filter="data")
+        # this file's measure(), run against the old tree's modules (fleet() is the same in both)
+        me = Path(__file__).read_text()
+        (Path(self.tmp.name) / "bench" / "_render_now.py").write_text(me)
+        code = ("import json,sys\nfrom bench._render_now import measure\nfrom models.enums import MtaBackend\n"
+                "for line in sys.stdin:\n k,n=json.loads(line)\n print(json.dumps(measure(MtaBackend(k),n)),"
+                "flush=True)\n")
+        env = {**os.environ, "PYTHONPATH": self.tmp.name}
+        self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=self.tmp.name, env=env, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def measure(self, kind: MtaBackend, n: int) -> tuple[float, str]:
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(json.dumps([kind.value, n]) + "\n")
+        self.proc.stdin.flush()
+        t, d = json.loads(self.proc.stdout.readline())
+        return float(t), str(d)
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+        self.tmp.cleanup()
+
+
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--before", default=BEFORE_REV, help="git revision to compare with ('' to skip)")
+    args = ap.parse_args()
+    before = Before(args.before) if args.before else None
     snaps = {n: fleet(n) for n in SIZES}
     print(f"{'backend':9} {'IPs':>7} {'time':>10} {'bytes':>11} {'x prev (10x IPs)':>17} {'vs linear baseline':>19}"
-          f" {'calls/IP':>9}")
-    for kind in MtaBackend:
-        impl = backend_for(kind)
-        base = prev = None
-        for n in SIZES:
-            snap = snaps[n]
-            t = best_of(lambda snap=snap, impl=impl: impl.render(snap))  # type: ignore[misc]
-            size = sum(len(v) for v in impl.render(snap).files.values())
-            base = base if base is not None else t
-            linear = base * n / SIZES[0]
-            per10 = f"{t / prev:.2f}" if prev else "-"
-            per_ip = calls(lambda snap=snap, impl=impl: impl.render(snap)) / n  # type: ignore[misc]
-            print(f"{kind.value:9} {n:>7} {t * 1000:>8.1f}ms {size:>11,} {per10:>17} {t / linear:>19.2f}"
-                  f" {per_ip:>9.1f}")
-            prev = t
+          f" {'calls/IP':>9}" + (f" {'before':>10} {'speed-up':>9} {'output':>10}" if before else ""))
+    try:
+        for kind in MtaBackend:
+            impl = backend_for(kind)
+            base = prev = None
+            for n in SIZES:
+                snap = snaps[n]
+                t, digest = measure(kind, n)
+                size = sum(len(v) for v in impl.render(snap).files.values())
+                base = base if base is not None else t
+                linear = base * n / SIZES[0]
+                per10 = f"{t / prev:.2f}" if prev else "-"
+                per_ip = calls(lambda snap=snap, impl=impl: impl.render(snap)) / n  # type: ignore[misc]
+                line = (f"{kind.value:9} {n:>7} {t * 1000:>8.1f}ms {size:>11,} {per10:>17} {t / linear:>19.2f}"
+                        f" {per_ip:>9.1f}")
+                if before:
+                    tb, db = before.measure(kind, n)
+                    same = "identical" if db == digest else "DIFFERS"
+                    line += f" {tb * 1000:>8.1f}ms {tb / t:>8.2f}x {same:>10}"
+                print(line, flush=True)
+                prev = t
+            verdict = "meets" if prev is not None and prev <= TARGET_10K_S else "MISSES"
+            print(f"{kind.value:9} 10,000 IPs in {prev or 0:.3f} s: {verdict} the {TARGET_10K_S} s target")
+    finally:
+        if before:
+            before.close()
 
 
 if __name__ == "__main__":

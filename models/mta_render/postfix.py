@@ -65,17 +65,16 @@ def weights(ips: list[IpView]) -> dict[str, int]:
     return reps
 
 
-def _transport(ip: IpView) -> list[str]:
+def _transport(ip: IpView, name: str) -> str:
+    """master.cf lines of one transport, as one text (joined with the other entries by newlines)."""
     # the address is canonical (checked_tenant): IPv6 text always has a colon, IPv4 text never
     bind = "smtp_bind_address6" if ":" in ip.address else "smtp_bind_address"
-    return [
-        f"# {ip.tenant} {ip.address} ({quota_label(ip)}){'' if ip.sending else ': not in any pool'}",
-        f"{transport_name(ip)} unix - - n - - smtp",
-        f"  -o {bind}={ip.address}",
-        "  -o smtp_bind_address_enforce=yes",
-        f"  -o smtp_helo_name={ip.hostname}",
-        f"  -o syslog_name=postfix-{ip.vmta}",
-    ]
+    return (f"# {ip.tenant} {ip.address} ({quota_label(ip)}){'' if ip.sending else ': not in any pool'}\n"
+            f"{name} unix - - n - - smtp\n"
+            f"  -o {bind}={ip.address}\n"
+            "  -o smtp_bind_address_enforce=yes\n"
+            f"  -o smtp_helo_name={ip.hostname}\n"
+            f"  -o syslog_name=postfix-{ip.vmta}")
 
 
 def render(snapshot: FleetSnapshot, config_dir: str) -> dict[str, str]:
@@ -95,8 +94,9 @@ def render(snapshot: FleetSnapshot, config_dir: str) -> dict[str, str]:
         sending = [ip for ip in t.ips if ip.sending]
         reps = weights(sending)
         for ip in t.ips:
-            master.extend(_transport(ip))
-            filters.append(f"{transport_name(ip)} FILTER {transport_name(ip)}:")
+            name = transport_name(ip)
+            master.append(_transport(ip, name))
+            filters.append(f"{name} FILTER {name}:")
             key = f"{ip.dkim_selector}._domainkey.{ip.domain}"
             keytable.append(f"{key} {ip.domain}:{ip.dkim_selector}:{ip.dkim_key_path}")
             signing.append(f"{ip.domain} {key}")

@@ -26,8 +26,27 @@ from models.snapshot import FleetSnapshot, IpView, TenantView
 MANAGED = "email-engine"
 
 
+_NOT_SENDING = (
+    "# Still defined: deleting a VirtualMTA while mail is queued for it bounces that mail with\n"
+    "# 5.3.5 'specified VirtualMTA does not exist' (User's Guide 8.5.2). Out of the pool, no new\n"
+    "# mail is routed to it by default-virtual-mta; its queue drains.")
+_RATE_NOTE = "    # max-smtp-msg-rate limits recipients across all queues of this VirtualMTA (3.3.12.2)"
+_COLD_NOTE = (
+    "    # warming IPs fed from this VirtualMTA: the first N messages per recipient domain and day\n"
+    "    # submitted here go to the cold VirtualMTA at reception, counters reset at midnight\n"
+    "    # (cold-virtual-mta 3.3.12.4, max-cold-virtual-mta-msg 3.3.10.48, 10.7); several cold\n"
+    "    # VirtualMTAs are used round-robin, the limit applying to each")
+_SIGN_ALL = (
+    "    <domain *>\n"
+    "        # signing is off by default (3.3.10.19): sign with this VirtualMTA's domain-key\n"
+    "        dkim-sign yes\n"
+    "    </domain>")
+
+
 def _vmta(ip: IpView, out: list[str], cp: ColdPlan) -> None:
+    """One <virtual-mta>. Entries of `out` are joined by newlines; a constant block is one entry."""
     warm_of = cp.warm_of
+    label = quota_label(ip)
     if ip.vmta in cp.members:
         pool_note = "in the pool"
     elif ip.vmta in warm_of:
@@ -36,43 +55,34 @@ def _vmta(ip: IpView, out: list[str], cp: ColdPlan) -> None:
         pool_note = "NOT in the pool: no warm VirtualMTA could carry it, so it gets no mail"
     else:
         pool_note = "NOT in any pool"
-    out.append(f"# {ip.address} ({quota_label(ip)}): {pool_note}")
+    out.append(f"# {ip.address} ({label}): {pool_note}")
     if not ip.sending:
-        out.append("# Still defined: deleting a VirtualMTA while mail is queued for it bounces that mail with")
-        out.append("# 5.3.5 'specified VirtualMTA does not exist' (User's Guide 8.5.2). Out of the pool, no new")
-        out.append("# mail is routed to it by default-virtual-mta; its queue drains.")
-    out.append(f"<virtual-mta {ip.vmta}>")
-    out.append(f"    smtp-source-host {ip.address} {ip.hostname}")
-    out.append(f"    domain-key {ip.dkim_selector},{ip.domain},{ip.dkim_key_path}")
+        out.append(_NOT_SENDING)
+    out.append(f"<virtual-mta {ip.vmta}>\n"
+               f"    smtp-source-host {ip.address} {ip.hostname}\n"
+               f"    domain-key {ip.dkim_selector},{ip.domain},{ip.dkim_key_path}")
     if ip.daily_quota > 0:
-        out.append(f"    # quota: {ip.address} may send {ip.daily_quota} messages/day ({quota_label(ip)});")
-        out.append("    # max-smtp-msg-rate limits recipients across all queues of this VirtualMTA (3.3.12.2)")
-        out.append(f"    max-smtp-msg-rate {ip.daily_quota}/d")
+        out.append(f"    # quota: {ip.address} may send {ip.daily_quota} messages/day ({label});\n"
+                   f"{_RATE_NOTE}\n"
+                   f"    max-smtp-msg-rate {ip.daily_quota}/d")
     else:
-        out.append(f"    # quota: daily quota is 0 ({quota_label(ip)}); no rate limit rendered, it is in no pool")
+        out.append(f"    # quota: daily quota is 0 ({label}); no rate limit rendered, it is in no pool")
     colds = cp.colds.get(ip.vmta, ())
     if colds:
-        out.append("    # warming IPs fed from this VirtualMTA: the first N messages per recipient domain and day")
-        out.append("    # submitted here go to the cold VirtualMTA at reception, counters reset at midnight")
-        out.append("    # (cold-virtual-mta 3.3.12.4, max-cold-virtual-mta-msg 3.3.10.48, 10.7); several cold")
-        out.append("    # VirtualMTAs are used round-robin, the limit applying to each")
+        out.append(_COLD_NOTE)
         for c in colds:
             out.append(f"    cold-virtual-mta {c.vmta}")
-    out.append("    <domain *>")
-    out.append("        # signing is off by default (3.3.10.19): sign with this VirtualMTA's domain-key")
-    out.append("        dkim-sign yes")
-    out.append("    </domain>")
+    out.append(_SIGN_ALL)
     limits = cp.limits.get(ip.vmta, {})
     if limits:
         out.append(f"    # per-provider split of the cold quota {colds[0].daily_quota}/day ({quota_label(colds[0])});")
         out.append("    # other domains stay here (a <domain *> limit would apply to every domain separately)")
     for domain, n in limits.items():
-        out.append(f"    <domain {domain}>")
-        out.append("        dkim-sign yes")
-        out.append(f"        max-cold-virtual-mta-msg {n}/d")
-        out.append("    </domain>")
-    out.append("</virtual-mta>")
-    out.append("")
+        out.append(f"    <domain {domain}>\n"
+                   "        dkim-sign yes\n"
+                   f"        max-cold-virtual-mta-msg {n}/d\n"
+                   "    </domain>")
+    out.append("</virtual-mta>\n")
 
 
 def render_tenant(t: TenantView) -> str:
