@@ -1,11 +1,17 @@
-"""Start N IpWarmupWorkflows on a local dev server with one worker; baseline: a trivial workflow.
+"""Start N IpWarmupWorkflows on a local dev server with one or two workers; baseline: a trivial workflow.
 
-    .venv/bin/python -m bench.warmup_start [--n 100 1000 10000] [--tick-window 5] [--max-seconds 300]
+    .venv/bin/python -m bench.warmup_start [--n 100 1000 10000] [--workers 1 2] [--tick-window 5]
+                                           [--max-seconds 300]
 
-For each N and kind, a fresh Temporal dev server (in memory, the engine's search attributes) and ONE
-worker in a child process (so its peak RSS, VmHWM, is its own). The client starts N workflows (64 in
-flight) exactly as `warmup start` does (search attributes, memo); each workflow's first daily tick comes
-within --tick-window seconds of its start (WarmupInput.first_tick_within_seconds, stable per IP).
+For each N, worker count and kind, a fresh Temporal dev server (in memory, the engine's search
+attributes) and the workers, each in a child process (so its peak RSS, VmHWM, is its own), sized by the
+engine's settings (EMAIL_ENGINE_WORKER_MAX_CACHED_WORKFLOWS, ..._MAX_CONCURRENT_WORKFLOW_TASKS,
+..._MAX_CONCURRENT_ACTIVITIES). The client starts N workflows (EMAIL_ENGINE_WARMUP_START_CONCURRENCY in
+flight, as `warmup start --all-warming` does) with the same search attributes and memo; each workflow's
+first daily tick comes within --tick-window seconds of its start (WarmupInput.first_tick_within_seconds,
+stable per IP): a compressed wake window (the default window is 3,600 s). "Last tick behind schedule" is
+how long after the last scheduled first tick (all started + window + 1 s) the last one was done: about 0
+means the workers kept up with the wake window; more means ticks queued.
 Measured: start throughput (workflows/s), worker peak memory, and the time from the first start until
 every workflow has passed its first tick (the tick runs the real `load_warmup_context` activity against a
 SQLite inventory of N IPs in 198.18.0.0/15, addresses that are only stored, never contacted).
@@ -81,15 +87,20 @@ def _peak_rss_kb() -> int:
 async def serve(address: str, queue: str, url: str, kind: str) -> None:
     from temporalio.worker import Worker
 
+    from models.settings import get_settings
     from workflows.warmup import IpWarmupWorkflow
 
     os.environ["EMAIL_ENGINE_DATABASE_URL"] = url
+    settings = get_settings()
     client = await Client.connect(address)
-    with ThreadPoolExecutor(max_workers=32) as pool:
+    with ThreadPoolExecutor(max_workers=settings.worker_max_concurrent_activities) as pool:
         workflows = [IpWarmupWorkflow] if kind == "warmup" else [BenchNoopWorkflow]
         acts = [load_warmup_context] if kind == "warmup" else []
+        # sized as workers/engine.build_worker sizes the engine worker
         async with Worker(client, task_queue=queue, workflows=workflows, activities=acts, activity_executor=pool,
-                          max_concurrent_activities=32):
+                          max_cached_workflows=settings.worker_max_cached_workflows,
+                          max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+                          max_concurrent_activities=settings.worker_max_concurrent_activities):
             print("READY", flush=True)
             await asyncio.to_thread(sys.stdin.read)  # until the parent closes stdin
     print(f"PEAK_RSS_KB {_peak_rss_kb()}", flush=True)
@@ -136,25 +147,30 @@ def make_inventory(url: str, addresses: list[str]) -> None:
 class Result:
     kind: str
     n: int
+    workers: int = 1
     start_rate: float = 0.0
+    started_after: float | None = None
     all_ticked: float | None = None
+    #: peak RSS of the largest worker, and of all workers together
     peak_rss_mb: float = 0.0
+    total_rss_mb: float = 0.0
     finished: bool = False
     note: str = ""
 
 
-async def run_one(kind: str, n: int, tick_window: int, max_seconds: float, tmp: Path) -> Result:
+async def run_one(kind: str, n: int, tick_window: int, max_seconds: float, tmp: Path, workers: int = 1) -> Result:
     from temporalio.testing import WorkflowEnvironment
 
     from models.search_attributes import ALL, IP_ADDRESS, IP_STATUS, WARMUP_PHASE
     from models.search_attributes import TENANT as TENANT_KEY
+    from models.settings import get_settings
     from models.warmup_contracts import WarmupInput
     from workers.devserver import temporal_binary
     from workflows.warmup import IpWarmupWorkflow
 
-    result = Result(kind, n)
+    result = Result(kind, n, workers)
     addresses = _addresses(n)
-    url = f"sqlite:///{tmp / f'{kind}-{n}.db'}"
+    url = f"sqlite:///{tmp / f'{kind}-{n}-{workers}.db'}"
     if kind == "warmup":
         await asyncio.to_thread(make_inventory, url, addresses)
     env = await WorkflowEnvironment.start_local(
@@ -162,12 +178,12 @@ async def run_one(kind: str, n: int, tick_window: int, max_seconds: float, tmp: 
         ui=False, dev_server_log_level="error", dev_server_startup_timeout=timedelta(seconds=60))
     queue = f"bench-{uuid.uuid4().hex[:6]}"
     target = env.client.service_client.config.target_host
-    worker = subprocess.Popen([sys.executable, "-m", "bench.warmup_start", "--serve", target, queue, url, kind],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    procs = [subprocess.Popen([sys.executable, "-m", "bench.warmup_start", "--serve", target, queue, url, kind],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(workers)]
     ticks: list[float] = []
     peak: list[int] = []
 
-    def read_worker() -> None:
+    def read_worker(worker: subprocess.Popen[str]) -> None:
         assert worker.stdout is not None
         for line in worker.stdout:
             if line.startswith("TICK "):
@@ -178,13 +194,15 @@ async def run_one(kind: str, n: int, tick_window: int, max_seconds: float, tmp: 
             elif line.startswith("PEAK_RSS_KB"):
                 peak.append(int(line.split()[1]))
 
-    assert worker.stdout is not None
-    if worker.stdout.readline().strip() != "READY":
-        raise RuntimeError("bench worker did not start")
-    reader = asyncio.get_running_loop().run_in_executor(None, read_worker)
+    for worker in procs:
+        assert worker.stdout is not None
+        if worker.stdout.readline().strip() != "READY":
+            raise RuntimeError("bench worker did not start")
+    loop = asyncio.get_running_loop()
+    readers = [loop.run_in_executor(None, read_worker, w) for w in procs]
     deadline = time.monotonic() + max_seconds
     today = dt.datetime.now(dt.UTC).date().isoformat()
-    sem = asyncio.Semaphore(64)
+    sem = asyncio.Semaphore(get_settings().warmup_start_concurrency)
 
     async def start(i: int, address: str) -> None:
         async with sem:
@@ -206,7 +224,8 @@ async def run_one(kind: str, n: int, tick_window: int, max_seconds: float, tmp: 
     try:
         await asyncio.wait_for(asyncio.gather(*(start(i, a) for i, a in enumerate(addresses))),
                                timeout=max(1.0, deadline - time.monotonic()))
-        result.start_rate = n / (time.time() - t0)
+        result.started_after = time.time() - t0
+        result.start_rate = n / result.started_after
         while len(ticks) < n and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
         if len(ticks) >= n:
@@ -217,15 +236,18 @@ async def run_one(kind: str, n: int, tick_window: int, max_seconds: float, tmp: 
     except TimeoutError:
         result.note = f"starting did not finish within {max_seconds:.0f} s"
     finally:
-        assert worker.stdin is not None
-        worker.stdin.close()
-        try:
-            await asyncio.wait_for(asyncio.to_thread(worker.wait), 60)
-        except TimeoutError:
-            worker.kill()
-        await reader
+        for worker in procs:
+            assert worker.stdin is not None
+            worker.stdin.close()
+        for worker in procs:
+            try:
+                await asyncio.wait_for(asyncio.to_thread(worker.wait), 60)
+            except TimeoutError:
+                worker.kill()
+        await asyncio.gather(*readers)
         await env.shutdown()
-    result.peak_rss_mb = (peak[0] / 1024) if peak else 0.0
+    result.peak_rss_mb = max(peak, default=0) / 1024
+    result.total_rss_mb = sum(peak) / 1024
     return result
 
 
@@ -233,28 +255,44 @@ def _fmt(v: float | None, unit: str) -> str:
     return "-" if v is None else f"{v:,.1f}{unit}"
 
 
-async def main(ns: list[int], tick_window: int, max_seconds: float) -> None:
-    largest = None
+async def main(ns: list[int], tick_window: int, max_seconds: float, worker_counts: list[int]) -> None:
+    from models.settings import get_settings
+
+    st = get_settings()
+    print(f"worker: cache {st.worker_max_cached_workflows}, workflow tasks {st.worker_max_concurrent_workflow_tasks}, "
+          f"activities {st.worker_max_concurrent_activities}; starts in flight {st.warmup_start_concurrency}")
+    largest: dict[int, int] = {}
+    failed: set[int] = set()
     with tempfile.TemporaryDirectory(prefix="bench-warmup-") as d:
         for n in ns:
-            pair = [await run_one(kind, n, tick_window, max_seconds, Path(d)) for kind in ("warmup", "baseline")]
-            w, b = pair
-            print(f"\nN = {n:,} (first tick within {tick_window} s of each start; one worker)")
-            print(f"{'':24}{'warmup':>14}{'baseline':>14}{'ratio':>10}")
-            rows = [("starts / s", w.start_rate, b.start_rate, ""),
-                    ("all first ticks after", w.all_ticked, b.all_ticked, " s"),
-                    ("worker peak RSS", w.peak_rss_mb, b.peak_rss_mb, " MB")]
-            for label, a, c, unit in rows:
-                ratio = f"{a / c:.2f}x" if a and c else "-"
-                print(f"{label:24}{_fmt(a, unit):>14}{_fmt(c, unit):>14}{ratio:>10}")
-            for r in pair:
-                if r.note:
-                    print(f"  {r.kind}: {r.note}")
-            if w.finished:
-                largest = n
-            else:
-                break
-    print(f"\nlargest N that finished: {largest if largest is not None else 'none'}")
+            for workers in worker_counts:
+                if workers in failed:
+                    continue  # a smaller N already did not finish with this worker count
+                pair = [await run_one(kind, n, tick_window, max_seconds, Path(d), workers)
+                        for kind in ("warmup", "baseline")]
+                w, b = pair
+                print(f"\nN = {n:,}, {workers} worker(s), first tick within {tick_window} s of each start")
+                print(f"{'':28}{'warmup':>14}{'baseline':>14}{'ratio':>10}")
+                rows = [("starts / s", w.start_rate, b.start_rate, ""),
+                        ("all started after", w.started_after, b.started_after, " s"),
+                        ("all first ticks after", w.all_ticked, b.all_ticked, " s"),
+                        ("peak RSS, largest worker", w.peak_rss_mb, b.peak_rss_mb, " MB"),
+                        ("peak RSS, all workers", w.total_rss_mb, b.total_rss_mb, " MB")]
+                for label, a, c, unit in rows:
+                    ratio = f"{a / c:.2f}x" if a and c else "-"
+                    print(f"{label:28}{_fmt(a, unit):>14}{_fmt(c, unit):>14}{ratio:>10}")
+                lag = [None if r.all_ticked is None or r.started_after is None
+                       else max(0.0, r.all_ticked - (r.started_after + tick_window + 1)) for r in pair]
+                print(f"{'last tick behind schedule':28}{_fmt(lag[0], ' s'):>14}{_fmt(lag[1], ' s'):>14}")
+                for r in pair:
+                    if r.note:
+                        print(f"  {r.kind}: {r.note}")
+                if w.finished:
+                    largest[workers] = n
+                else:
+                    failed.add(workers)
+    for workers in worker_counts:
+        print(f"largest N that finished with {workers} worker(s): {largest.get(workers, 'none')}")
 
 
 def cli() -> None:
@@ -265,8 +303,9 @@ def cli() -> None:
     p.add_argument("--n", type=int, nargs="+", default=[100, 1000, 10000])
     p.add_argument("--tick-window", type=int, default=5)
     p.add_argument("--max-seconds", type=float, default=300)
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     a = p.parse_args()
-    asyncio.run(main(a.n, a.tick_window, a.max_seconds))
+    asyncio.run(main(a.n, a.tick_window, a.max_seconds, a.workers))
 
 
 if __name__ == "__main__":

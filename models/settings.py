@@ -68,6 +68,19 @@ class Settings(BaseSettings):
     #: attributed through it); at least PowerMTA's `delete-after` default of 8 days.
     accounting_delivery_retention_days: int = Field(default=10, ge=8, le=60)
 
+    # --- Worker sizing for the fleet (issue 14; docs/scale.md) ---
+    #: Workflows the worker keeps in memory between tasks (sticky cache). Sized for 10,000 warmups plus
+    #: scans and sagas: a smaller cache evicts warmups during the wake window and replays each one
+    #: (sandbox re-import included) on its next task. Memory: see docs/scale.md (bench/warmup_start.py).
+    worker_max_cached_workflows: int = Field(default=12_000, ge=0, le=1_000_000)
+    #: Workflow tasks the worker runs at once (the SDK's default is 100).
+    worker_max_concurrent_workflow_tasks: int = Field(default=200, ge=1, le=10_000)
+    #: Activities the worker runs at once; also the size of its thread pool (sync activities).
+    worker_max_concurrent_activities: int = Field(default=64, ge=1, le=10_000)
+    #: Workflow starts in flight at once when warmups are started in bulk (`warmup start --all-warming`,
+    #: the run command).
+    warmup_start_concurrency: int = Field(default=64, ge=1, le=1_000)
+
     # --- DNS authentication checks (issue 5) ---
     #: UTC hour of the daily DnsValidationWorkflow schedule.
     dns_check_hour: int = Field(default=6, ge=0, le=23)

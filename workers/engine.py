@@ -18,14 +18,19 @@ from workers import registry
 log = logging.getLogger(__name__)
 
 
-def build_worker(client: Client, task_queue: str, executor: ThreadPoolExecutor) -> Worker:
+def build_worker(client: Client, task_queue: str, executor: ThreadPoolExecutor,
+                 settings: Settings | None = None) -> Worker:
+    """The engine worker, its cache and concurrency from settings (sized for the fleet, docs/scale.md)."""
+    settings = settings or get_settings()
     return Worker(
         client,
         task_queue=task_queue,
         workflows=registry.workflows(),
         activities=registry.activities(),
         activity_executor=executor,
-        max_concurrent_activities=32,
+        max_cached_workflows=settings.worker_max_cached_workflows,
+        max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+        max_concurrent_activities=settings.worker_max_concurrent_activities,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
 
@@ -74,8 +79,9 @@ async def run(settings: Settings | None = None, stop: asyncio.Event | None = Non
         log.error("fleet metrics disabled: %s", exc)
     await _check_database(settings)
     client = await connect(settings, runtime=runtime)
-    with ThreadPoolExecutor(max_workers=32) as executor:
-        worker = build_worker(client, settings.task_queue, executor)
+    # sync activities run in this pool: one thread per activity slot
+    with ThreadPoolExecutor(max_workers=settings.worker_max_concurrent_activities) as executor:
+        worker = build_worker(client, settings.task_queue, executor, settings)
         async with worker:
             log.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
             await stop.wait()
