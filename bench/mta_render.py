@@ -8,10 +8,11 @@ linearly (time x N/100). Printed per size: best-of-7 time, ratio to the previous
 means linear), ratio to the linear baseline (~1.0 means linear), and Python function calls per IP (a
 load-independent work count: constant means linear). Wall times are noisy on a loaded machine.
 
-Before/after: with `--before REV` (default 4efc4e1, the renderers before the issue-14 speed-ups) the
-same fleets are rendered by that revision's code (`git archive REV` into a temporary directory, run in a
-subprocess, interleaved with this tree's runs so both see the same load): its best time, the speed-up
-(before / after), and whether the output is byte-identical (SHA-256 of every file and note).
+Before/after: with `--before REV` (default: the commit that added tests/test_mta_render_golden.py, whose
+renderers are those before the issue-14 speed-ups) the same fleets are rendered by that revision's code
+(`git archive REV` into a temporary directory, run in a subprocess, interleaved with this tree's runs so
+both see the same load): its best time, the speed-up (before / after), and whether the output is
+byte-identical (SHA-256 of every file and note).
 Target (issue 14): 10,000 IPs <= 0.2 s for each backend.
 """
 
@@ -40,7 +41,8 @@ from models.snapshot import FleetSnapshot, IpView, MtaHostView, TenantView
 SIZES = (100, 1_000, 10_000)
 PHASES = list(WarmupPhase)
 TARGET_10K_S = 0.2
-BEFORE_REV = "4efc4e1"
+#: the commit that added the golden test sits just before the speed-ups (found by git, so rebases keep it)
+GOLDEN_TEST = "tests/test_mta_render_golden.py"
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -99,6 +101,12 @@ def measure(kind: MtaBackend, n: int, repeat: int = 7) -> tuple[float, str]:
     return best_of(lambda: impl.render(snap), repeat), output_digest(kind, snap)
 
 
+def default_before() -> str:
+    out = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--diff-filter=A", "--format=%H", "--", GOLDEN_TEST],
+                         capture_output=True, text=True, check=False).stdout.strip()
+    return out
+
+
 class Before:
     """The same measure() run by an earlier revision's code, in a subprocess fed one request a line."""
 
@@ -133,9 +141,13 @@ class Before:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--before", default=BEFORE_REV, help="git revision to compare with ('' to skip)")
+    ap.add_argument("--before", default=None, help="git revision to compare with ('' to skip; default: the "
+                    "renderers before the issue-14 speed-ups)")
     args = ap.parse_args()
-    before = Before(args.before) if args.before else None
+    rev = default_before() if args.before is None else args.before
+    before = Before(rev) if rev else None
+    if before:
+        print(f"before = {rev[:12]}; output compared by SHA-256 (a renderer change since then shows as DIFFERS)")
     snaps = {n: fleet(n) for n in SIZES}
     print(f"{'backend':9} {'IPs':>7} {'time':>10} {'bytes':>11} {'x prev (10x IPs)':>17} {'vs linear baseline':>19}"
           f" {'calls/IP':>9}" + (f" {'before':>10} {'speed-up':>9} {'output':>10}" if before else ""))
