@@ -311,16 +311,31 @@ def test_registered_in_the_main_cli(cli: CliRunner) -> None:
     assert out.exit_code == 0 and "round_robin" in out.stdout
 
 
-def test_cli_unmigrated_database_is_a_precise_error(cli: CliRunner, tmp_path: Any, monkeypatch: Any) -> None:
+@pytest.mark.parametrize("state", ["missing", "unmigrated"])
+def test_cli_missing_or_unmigrated_database_is_a_precise_error(state: str, tmp_path: Any, monkeypatch: Any,
+                                                               capsys: Any) -> None:
+    """Through the CLI's real entry (run_app): one line naming `db upgrade`, exit 2, no file created."""
+    import sqlite3
+    import sys
+
+    from cli.common import run_app
     from models.settings import get_settings
 
-    monkeypatch.setenv("EMAIL_ENGINE_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    path = tmp_path / "empty.db"
+    if state == "unmigrated":
+        sqlite3.connect(path).close()
+    monkeypatch.setenv("EMAIL_ENGINE_DATABASE_URL", f"sqlite:///{path}")
+    monkeypatch.setattr(sys, "argv", ["email-engine", "pick", "--tenant", "rot-a"])
     get_settings.cache_clear()
     try:
-        out = cli.invoke(rotation_app, ["pick", "--tenant", "rot-a"])
+        with pytest.raises(SystemExit) as stop:
+            run_app(rotation_app)
     finally:
         get_settings.cache_clear()
-    assert out.exit_code == 1 and "no such table" in out.stderr and "db upgrade" in out.stderr
+    err = capsys.readouterr().err
+    assert stop.value.code == 2, err
+    assert "db upgrade" in err and "Traceback" not in err
+    assert path.exists() == (state == "unmigrated")
 
 
 def test_a_batch_equals_the_same_number_of_single_picks(db_url: str) -> None:

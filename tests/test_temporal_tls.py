@@ -82,7 +82,7 @@ async def test_mtls_and_server_name(temporal_local, tmp_path: Path) -> None:
             await connect(_settings(proxy.address, **mtls))
 
 
-async def test_worker_and_cli_connect_through_tls(temporal_local, tmp_path: Path,
+async def test_worker_and_cli_connect_through_tls(temporal_local, sqlite_url: str, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """The engine worker polls through the proxy (seen by the server as a poller); `schedules list`
     from the CLI reads through it; the same settings, nothing else."""
