@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
-from typing import NoReturn
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
@@ -35,3 +39,18 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def postgres_admin_url() -> str:
     return os.environ.get("EMAIL_ENGINE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+async def until(what: str, fn: Callable[[], Awaitable[Any]], timeout: float = 60.0, log: Path | None = None,
+                poll: float = 0.1) -> Any:
+    """Poll `fn` until it returns something truthy (returned); past `timeout` seconds fail naming `what`,
+    with the end of `log` (a worker's output) when given."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            tail = log.read_text()[-3000:] if log and log.exists() else ""
+            raise AssertionError(f"{what}: not reached in {timeout:.0f} s" + (f"\n{tail}" if tail else ""))
+        await asyncio.sleep(poll)

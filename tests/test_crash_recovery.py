@@ -32,6 +32,7 @@ from models.failover import Listing, saga_id
 from models.failover_contracts import SagaState, StartSagaRequest
 from models.settings import get_settings
 from tests import failover_support as fs
+from tests.support import until
 from workflows.failover import FailoverSaga
 
 REPO = Path(__file__).resolve().parent.parent
@@ -89,18 +90,6 @@ async def workers() -> AsyncIterator[list[WorkerProcess]]:
     finally:
         for p in procs:
             p.kill()
-
-
-async def _until(what: str, fn, timeout: float = 60.0, log: Path | None = None):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            tail = log.read_text()[-3000:] if log and log.exists() else ""
-            raise AssertionError(f"{what}: not reached in {timeout:.0f} s\n{tail}")
-        await asyncio.sleep(0.1)
 
 
 def _record(step: str, seconds: float, since_kill: float) -> None:
@@ -170,14 +159,14 @@ async def test_saga_recovers_from_a_killed_worker(temporal_local, db_url: str, s
             if step.activity:
                 async def in_step() -> bool:
                     return mark.exists()
-                await _until(f"saga in step {step.name}", in_step, log=log)
+                await until(f"saga in step {step.name}", in_step, log=log)
             else:
                 async def held() -> bool:  # waiting for the operator only (the held alert was sent)
                     state = await handle.query(FailoverSaga.state)
                     if state is None or state.status != "held":
                         return False
                     return not (await handle.describe()).raw_description.pending_activities
-                await _until("saga held", held, log=log)
+                await until("saga held", held, log=log)
             procs[0].kill()
             killed = time.monotonic()
             procs.append(WorkerProcess(address, queue, log))

@@ -34,7 +34,7 @@ from models.settings import get_settings
 from models.warmup_contracts import StartPlan, WarmupStatus
 from tests import failover_support as fs
 from tests import warmup_support as ws
-from tests.support import postgres_admin_url
+from tests.support import postgres_admin_url, until
 from tests.test_crash_recovery import LISTED, TENANT, check_consistent
 from workflows.warmup import IpWarmupWorkflow
 
@@ -78,17 +78,6 @@ class Outage:
         if self.started.is_set() and not self.ended.is_set():
             self.end()
         self.admin.dispose()
-
-
-async def _until(what: str, fn, timeout: float):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached in {timeout:.0f} s")
-        await asyncio.sleep(0.5)
 
 
 @PG
@@ -152,7 +141,7 @@ async def test_warmup_step_survives_a_database_outage(temporal_local, db_url: st
                 st: WarmupStatus = await handle.query(IpWarmupWorkflow.status)
                 return st if st.phase == "week_2" and _deployed(db_url, address) else None
 
-            st = await _until("warmup advanced to week_2", advanced, SECONDS + 120)
+            st = await until("warmup advanced to week_2", advanced, SECONDS + 120, poll=0.5)
             assert outage.ended.is_set() and outage.at is not None
             print(f"database outage of {SECONDS:.0f} s in a warmup step: advanced "
                   f"{time.monotonic() - outage.at - SECONDS:.1f} s after the database came back")
