@@ -158,6 +158,9 @@ class Result:
     note: str = ""
 
 
+_MIGRATING = asyncio.Lock()
+
+
 async def run_one(kind: str, n: int, tick_window: int, max_seconds: float, tmp: Path, workers: int = 1) -> Result:
     from temporalio.testing import WorkflowEnvironment
 
@@ -172,7 +175,8 @@ async def run_one(kind: str, n: int, tick_window: int, max_seconds: float, tmp: 
     addresses = _addresses(n)
     url = f"sqlite:///{tmp / f'{kind}-{n}-{workers}.db'}"
     if kind == "warmup":
-        await asyncio.to_thread(make_inventory, url, addresses)
+        async with _MIGRATING:  # Alembic's context is process-global: one migration at a time
+            await asyncio.to_thread(make_inventory, url, addresses)
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary("temporal")), search_attributes=ALL, ip="127.0.0.1",
         ui=False, dev_server_log_level="error", dev_server_startup_timeout=timedelta(seconds=60))
