@@ -78,14 +78,19 @@ def _ip(session: Session, address: str, lock: bool = False) -> SendingIp:
     return ip
 
 
-def tenant_schedule_and_thresholds(session: Session, tenant: Tenant) -> tuple[Schedule, GateThresholds]:
+def tenant_thresholds(tenant: Tenant) -> GateThresholds:
+    """The gate's thresholds for `tenant`: its own overrides, the settings' defaults elsewhere."""
     settings = get_settings()
-    plan = [(row.phase, row.daily_quota, row.min_days)
-            for row in session.exec(select(WarmupPlan).where(WarmupPlan.tenant_id == tenant.id))]
     defaults = GateThresholds(settings.max_bounce_rate, settings.max_complaint_rate, settings.min_open_rate,
                               settings.warmup_min_delivered_share, settings.warmup_gate_confidence)
-    return tenant_schedule(plan), thresholds_for(defaults, tenant.max_bounce_rate, tenant.max_complaint_rate,
-                                                 tenant.min_open_rate, tenant.min_delivered_share)
+    return thresholds_for(defaults, tenant.max_bounce_rate, tenant.max_complaint_rate, tenant.min_open_rate,
+                          tenant.min_delivered_share)
+
+
+def tenant_schedule_and_thresholds(session: Session, tenant: Tenant) -> tuple[Schedule, GateThresholds]:
+    plan = [(row.phase, row.daily_quota, row.min_days)
+            for row in session.exec(select(WarmupPlan).where(WarmupPlan.tenant_id == tenant.id))]
+    return tenant_schedule(plan), tenant_thresholds(tenant)
 
 
 def load_context(req: WarmupContextRequest, url: str | None = None) -> WarmupContext:

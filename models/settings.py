@@ -140,6 +140,8 @@ class Settings(BaseSettings):
     metrics_address: str = "127.0.0.1:9464"
     #: Fleet gauges (IPs by status, capacity, listings, scan age, DNS failures) endpoint; empty disables it.
     fleet_metrics_address: str = "127.0.0.1:9465"
+    #: At most this many IPs in the per-IP gauges (rates, quota, warmup week): about 6 series each.
+    fleet_metrics_max_ips: int = Field(default=20_000, ge=0, le=200_000)
 
     # --- MTA deploys over SSH (issue 3) ---
     #: known_hosts file every MTA host key is checked against (OpenSSH format); empty: <var_dir>/ssh/known_hosts.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Column, ForeignKeyConstraint, UniqueConstraint
+from sqlalchemy import Column, ForeignKeyConstraint, Index, UniqueConstraint
 from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
 
@@ -122,7 +122,9 @@ class WarmupPlan(SQLModel, table=True):
 
 class DailyStat(SQLModel, table=True):
     __tablename__ = "daily_stat"
-    __table_args__ = (UniqueConstraint("ip_id", "day", name="uq_daily_stat_ip_day"),)
+    # ix_daily_stat_day (migration 0023): the 7-day sums over every IP (fleet gauges) read by day.
+    __table_args__ = (UniqueConstraint("ip_id", "day", name="uq_daily_stat_ip_day"),
+                      Index("ix_daily_stat_day", "day"))
     id: int | None = Field(default=None, primary_key=True)
     ip_id: int = Field(foreign_key="sending_ip.id", index=True)
     day: dt.date

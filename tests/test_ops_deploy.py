@@ -92,10 +92,10 @@ def test_prometheus_config_scrapes_the_default_endpoints() -> None:
     assert defaults["metrics_address"].default in targets
     assert defaults["fleet_metrics_address"].default in targets
     rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
-    metrics_src = (DEPLOY.parent / "workers" / "metrics.py").read_text()
+    metrics_src = "".join((DEPLOY.parent / "workers" / f).read_text() for f in ("metrics.py", "fleet_gauges.py"))
     for group in rules["groups"]:
         for rule in group["rules"]:
-            for name in re.findall(r"email_engine_[a-z_]+", rule["expr"]):
+            for name in re.findall(r"email_engine_[a-z0-9_]+", rule["expr"]):
                 assert f'"{name}"' in metrics_src, f"alert uses unknown metric {name}"
 
 
