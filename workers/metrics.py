@@ -63,7 +63,7 @@ def temporal_runtime(address: str) -> Runtime | None:
 
 class FleetCollector(Collector):
     """Fleet gauges from the database, read at scrape time and cached CACHE_SECONDS. Deploy drift renders
-    every MTA host's config (the costly part: seconds at 10,000 IPs, bench/fleet_metrics.py), so it is
+    every MTA host's config (about a second at 10,000 IPs, bench/fleet_metrics.py), so it is
     recomputed only after a deploy, a status/phase change or a change in the number of IPs, and at
     least every DRIFT_SECONDS (other inventory edits show within that)."""
 
