@@ -141,6 +141,7 @@ def apply_inventory(inv: InventoryFile, *, actor: str, url: str | None = None, d
                 }, flush=False)
             session.flush()
         _apply_webhooks(session, report, inv)
+        _apply_firewall(session, report, inv)
         if dry_run:
             session.rollback()
     return report
@@ -156,6 +157,26 @@ def _apply_webhooks(session: Session, report: LoadReport, inv: InventoryFile) ->
                 {"name": w.name, "url": w.url, "events": ",".join(w.events), "enabled": w.enabled})
     for gone in existing.values():
         _upsert(session, report, "webhook", gone.name, gone, WebhookReceiver, {"enabled": False})
+
+
+def _apply_firewall(session: Session, report: LoadReport, inv: InventoryFile) -> None:
+    """The `[firewall]` section as one row; a file without it removes the row (no ruleset is rendered or
+    deployed any more; a table already applied on a host stays until removed there)."""
+    from models.firewall_tables import FirewallPolicyRow
+
+    row = session.exec(select(FirewallPolicyRow)).first()
+    if inv.firewall is None:
+        if row is not None:
+            session.delete(row)
+            report.updated["firewall"] += 1
+            report.details.append("- firewall: the file has no [firewall] section")
+        return
+    document = inv.firewall.model_dump_json()
+    if row is not None and row.document == document:
+        report.unchanged["firewall"] += 1
+        return
+    _upsert(session, report, "firewall", "policy", row, FirewallPolicyRow,
+            {"document": document, "updated_at": utcnow()})
 
 
 def _apply_ip(session: Session, report: LoadReport, tenant: Tenant, t: inv_mod.TenantEntry,

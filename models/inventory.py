@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from models import firewall as fw
 from models import names
 from models import webhooks as wh
 from models.enums import IpPurpose, IpStatus, MtaBackend, WarmupPhase
@@ -129,6 +130,8 @@ class InventoryFile(_Strict):
     mta_hosts: list[MtaHostEntry] = Field(min_length=1)
     tenants: list[TenantEntry] = Field(min_length=1)
     webhooks: list[WebhookEntry] = Field(default_factory=list)
+    #: Host firewalls (nftables rulesets rendered from the inventory); None: no rules rendered or deployed.
+    firewall: fw.FirewallPolicy | None = None
 
 
 class InventoryError(ValueError):
@@ -220,6 +223,10 @@ def cross_check(inv: InventoryFile) -> list[str]:
     errors += _report_domain_errors(inv, {d for d, _ in domains})
     pools = {t.pool_name for t in inv.tenants}
     errors += [f"{w}: VMTA name {v!r} equals a pool name" for v, w in vmtas if v in pools]
+    if inv.firewall is not None:
+        errors += fw.cross_check(inv.firewall, [(h.name, h.address) for h in inv.mta_hosts],
+                                 [t.name for t in inv.tenants],
+                                 [fw.ReceiverView(w.name, w.url, w.enabled) for w in inv.webhooks])
     return errors
 
 

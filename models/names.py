@@ -127,6 +127,42 @@ def ip_version(address: str) -> int:
     return ipaddress.ip_address(address).version
 
 
+_PREFIX_RE = re.compile(r"[0-9]{1,3}")
+
+
+def ip_network(value: str) -> str:
+    """An address or a CIDR network (`203.0.113.0/28`, `2001:db8::/48`), canonical: the address part
+    passes `ip_address` (no zone id, no whitespace, unicast), the prefix is plain digits, host bits are
+    refused (`203.0.113.5/24` is a typo, not a network), a full-length prefix is written as the bare
+    address. A /0 cannot pass: its only networks are 0.0.0.0 and ::, which are not unicast. Used for
+    firewall address lists."""
+    text = value if isinstance(value, str) else str(value)
+    address, sep, prefix = text.partition("/")
+    canonical = ip_address(address)
+    if not sep:
+        return canonical
+    if not _PREFIX_RE.fullmatch(prefix):
+        raise NameError_(f"{_describe(text)}: the prefix length after '/' must be a number")
+    try:
+        net = ipaddress.ip_network(f"{canonical}/{int(prefix)}", strict=True)
+    except ValueError as err:
+        if "host bits" in str(err):
+            loose = ipaddress.ip_network(f"{canonical}/{int(prefix)}", strict=False)
+            raise NameError_(f"{_describe(text)} has host bits set (the network is {loose})") from None
+        raise NameError_(f"{_describe(text)} is not a network (prefix length out of range)") from None
+    return canonical if net.prefixlen == net.max_prefixlen else net.compressed
+
+
+def canonical_network(value: str) -> str:
+    """A network exactly as `ip_network` writes it (what the firewall renderer accepts)."""
+    if type(value) is str and _PLAIN_V4_RE.fullmatch(value):
+        return value
+    canonical = ip_network(value)
+    if value != canonical:
+        raise NameError_(f"{_describe(str(value))} is not in canonical form ({canonical})")
+    return canonical
+
+
 _URL_HOST_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*\Z")
 _URL_PATH_RE = re.compile(r"^(?:/[A-Za-z0-9._~+-]+)*/?\Z")
 
