@@ -157,11 +157,14 @@ def diff(host: str | None = HostArg, as_json: bool = JsonOpt) -> None:
 
     async def one(h: MtaHostView) -> tuple[str, str]:
         from activities.mta.base import backend_for
-        from activities.mta.deploy import _read_tree, drift, expected_local_files, local_render_dir
+        from activities.mta.deploy import _read_tree, add_firewall, drift, expected_local_files, local_render_dir
         from activities.mta.ssh import SshEndpoint, SshTarget
+        from models.settings import get_settings
 
         backend = backend_for(h.backend)
         rendered = backend.render(snapshot.for_host(h.name), config_dir=h.config_dir)
+        local = h.name in {x.strip() for x in get_settings().mta_local_hosts.split(",")}
+        rendered, _ = add_firewall(rendered, h, snapshot.for_host(h.name), None, local)
         if not h.enabled:
             out = local_render_dir(h.name)
             current = _read_tree(out)

@@ -25,10 +25,13 @@ def render(
     it to --out, with the operator files' managed blocks (PowerMTA `config`, Postfix `main.cf`/`master.cf`).
     Nothing is deployed; see `email-engine mta deploy`."""
     from activities.mta.base import MANAGED_DIR, backend_for
+    from activities.mta.deploy import add_firewall
     from activities.mta.render_dir import write_render
     from activities.snapshot import load_snapshot
     from models import names
     from models.enums import MtaBackend
+    from models.firewall import FirewallError
+    from models.settings import get_settings
 
     try:
         kind = MtaBackend(backend) if backend else None
@@ -61,7 +64,12 @@ def render(
         try:
             rendered = impl.render(scoped, config_dir=config_dir or (h.config_dir if impl.kind == h.backend
                                                                     else impl.default_config_dir))
-        except names.NameError_ as exc:
+            # the host's firewall ruleset is a file of the release when the inventory's [firewall] deploys
+            # it (not in a one-tenant preview: the ruleset covers every tenant of the host)
+            local = h.name in {x.strip() for x in get_settings().mta_local_hosts.split(",")}
+            if tenant is None:
+                rendered, _ = add_firewall(rendered, h, scoped, None, local)
+        except (names.NameError_, FirewallError) as exc:
             fail(f"{h.name}: {exc}")
         dest = out if len(hosts) == 1 else out / h.name
         existing = {m: (dest / m).read_text() if (dest / m).is_file() else None for m in impl.merged_files}

@@ -185,11 +185,14 @@ class SwitchJournal:
     merged_present: dict[str, bool]
     #: Content of `.email-engine/loaded` before the switch (None: absent).
     loaded_before: str | None
+    #: The new release carries a host firewall ruleset: undoing the switch loads the previous release's
+    #: ruleset again, or removes the engine's table when that release had none.
+    firewall: bool = False
 
     def dumps(self) -> str:
         return json.dumps({"owner": self.owner, "release": self.release, "previous": self.previous,
-                           "merged_present": self.merged_present, "loaded_before": self.loaded_before},
-                          sort_keys=True) + "\n"
+                           "merged_present": self.merged_present, "loaded_before": self.loaded_before,
+                           "firewall": self.firewall}, sort_keys=True) + "\n"
 
     @classmethod
     def loads(cls, text: str) -> SwitchJournal:
@@ -198,7 +201,7 @@ class SwitchJournal:
             raw = json.loads(text)
             j = cls(owner=str(raw["owner"]), release=str(raw["release"]), previous=raw["previous"],
                     merged_present={str(k): bool(v) for k, v in dict(raw["merged_present"]).items()},
-                    loaded_before=raw["loaded_before"])
+                    loaded_before=raw["loaded_before"], firewall=raw.get("firewall", False) is True)
         except (ValueError, KeyError, TypeError) as err:
             raise UnsafePath(f"unreadable switch journal: {err}") from None
         if j.previous is not None and (not isinstance(j.previous, str) or not _RELEASE_LINK_RE.match(j.previous)):

@@ -42,7 +42,8 @@ DEPLOY_SCHEDULE_TO_CLOSE = timedelta(minutes=30)
 DEPLOY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5), maximum_interval=timedelta(seconds=60),
     non_retryable_error_types=["HostKeyMismatch", "SshLoginRefused", "UnsafePath", "DeployConfigError",
-                               "DkimKeyChangeRefused", "LookupError", "NameError_"],
+                               "DkimKeyChangeRefused", "LookupError", "NameError_", "FirewallRefused",
+                               "FirewallError"],
 )
 
 

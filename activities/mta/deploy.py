@@ -32,7 +32,7 @@ import logging
 import posixpath
 import shutil
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -52,6 +52,7 @@ from activities.mta.ssh import (
     SshUnavailable,
     safe_remote_path,
 )
+from models import firewall as fw
 from models import names
 from models.deploys import (
     HostDeployRequest,
@@ -142,6 +143,41 @@ class DkimKeyChangeRefused(DeployConfigError):
     """A deploy would replace a DKIM key on the host with a different key (never retried)."""
 
 
+class FirewallRefused(DeployConfigError):
+    """The host firewall ruleset would cut the deploy's own SSH session, or the session cannot be
+    checked: refused before anything is written (never retried)."""
+
+
+FIREWALL_RULESET = f"{MANAGED_DIR}/{fw.RULESET_FILE}"
+FIREWALL_REMOVE = "firewall-remove.nft"  # in STATE_DIR: loaded to take the table away on a rollback
+
+
+async def check_session(target: ReleaseTarget, rendered: RenderedConfig) -> list[str]:
+    """Refuse a ruleset that would drop this very SSH session or the next deploy's connection, judged
+    with the nftables model against the session as the host sees it ($SSH_CONNECTION). Read-only: runs
+    before the lock is taken, so a refusal changes nothing on the host. Returns the steps."""
+    text = rendered.files.get(FIREWALL_RULESET)
+    if text is None:
+        raise FirewallRefused(f"the release has no {FIREWALL_RULESET}; nothing was changed")
+    res = await target.run(["printenv", "SSH_CONNECTION"])
+    if not res.ok or not res.stdout.strip():
+        raise FirewallRefused(f"cannot tell this deploy's SSH session on {target.describe()} (SSH_CONNECTION "
+                              f"is not set: {_short(res.describe())}); the firewall ruleset is not applied "
+                              "without that check. Nothing was changed.")
+    try:
+        session = fw.SshSession.parse(res.stdout)
+    except fw.FirewallError as err:
+        raise FirewallRefused(f"{err}; the firewall ruleset is not applied. Nothing was changed.") from None
+    problems = fw.session_problems(text, session)
+    if problems:
+        raise FirewallRefused(
+            f"refusing the firewall ruleset for {target.describe()}: it would lock this deploy out: "
+            + "; ".join(problems) + f". Nothing was changed. Add the address the engine connects from "
+            f"({session.client}) to firewall.engine_addresses, or connect from a listed one.")
+    return [f"firewall: this session ({session.client} -> {session.server}:{session.server_port}) and a new "
+            "one from the same address stay accepted (nftables model)"]
+
+
 @dataclass(frozen=True)
 class DkimKeys:
     """DKIM private keys shipped in the release (`email-engine/dkim/<domain>.<selector>.key`).
@@ -160,23 +196,31 @@ class DkimKeys:
 async def deploy_release(target: ReleaseTarget, backend: MtaBackendImpl, rendered: RenderedConfig, *,
                          keep_releases: int = 5, now: Callable[[], dt.datetime] | None = None,
                          lock_wait: float = 60.0, owner: str | None = None, keys: DkimKeys | None = None,
-                         heartbeat: Callable[[], None] | None = None) -> DeployReport:
+                         heartbeat: Callable[[], None] | None = None, firewall: bool = False,
+                         probe: Callable[[], Awaitable[None]] | None = None) -> DeployReport:
     """Deploy `rendered` (and `keys`) to `target` (see the module docstring). Never raises for a failed
     validation, reload or verification: those roll back and return ok=False. Raises for unusable input
     or target, DkimKeyChangeRefused before anything is written, and SwitchInterrupted when the
     connection dropped after the switch (the journal on the host says how to undo it).
 
     Deploys to one host are serialized by MtaDeployWorkflow; the host lock (activities/mta/host_lock.py,
-    owned by `owner`) also keeps out a concurrent `mta deploy --direct` or a second engine."""
+    owned by `owner`) also keeps out a concurrent `mta deploy --direct` or a second engine.
+
+    `firewall`: the release carries the host's nftables ruleset (FIREWALL_RULESET). Before anything is
+    written, the ruleset is judged against this SSH session (`check_session`: FirewallRefused); the
+    published release's ruleset is checked with `nft -c -f` before the switch; after the MTA reload it is
+    applied with `nft -f`; then `probe` (a fresh SSH connection) must succeed, or everything is rolled back
+    over the open session. A rollback loads the previous release's ruleset again (or removes the table)."""
     config_dir = safe_remote_path(rendered.config_dir)
     owner = owner or f"deployer-{uuid.uuid4()}"
+    session_steps = await check_session(target, rendered) if firewall else []
     lock = HostLock(target, posixpath.join(config_dir, STATE_DIR), owner)
     await lock.acquire(lock_wait)
     try:
         async with lock.kept_fresh(tick=heartbeat):
             report = await _deploy_locked(target, backend, rendered, lock, keep_releases=keep_releases, now=now,
-                                          keys=keys or DkimKeys())
-            report.steps[:0] = lock.notes
+                                          keys=keys or DkimKeys(), firewall=firewall, probe=probe)
+            report.steps[:0] = [*lock.notes, *session_steps]
             return report
     finally:
         with contextlib.suppress(SshConnectionLost):
@@ -220,7 +264,25 @@ async def _restore(target: ReleaseTarget, backend: MtaBackendImpl, config_dir: s
         steps.append(f"reload after rollback: {_short(res.describe())}")
         if not res.ok:
             problems.append(_short(res.describe()))
+    if journal.firewall:
+        problems += await _restore_firewall(target, config_dir, journal, steps)
     return problems
+
+
+async def _restore_firewall(target: ReleaseTarget, config_dir: str, journal: SwitchJournal,
+                            steps: list[str]) -> list[str]:
+    """The restored release's ruleset loaded again (`nft -f` replaces the engine's table as a whole), or
+    the table removed when that release had none. Harmless when the new one was never applied."""
+    ruleset = posixpath.join(config_dir, FIREWALL_RULESET)
+    if journal.previous is not None and await target.file_status(ruleset) is not None:
+        argv, what = ["nft", "-f", ruleset], "previous ruleset loaded again"
+    else:
+        remove = posixpath.join(config_dir, STATE_DIR, FIREWALL_REMOVE)
+        await target.write_text(remove, fw.REMOVE_TABLE)
+        argv, what = ["nft", "-f", remove], f"table {fw.FAMILY} {fw.TABLE} removed (the previous release had none)"
+    res = await target.run(argv)
+    steps.append(f"firewall after rollback: {what if res.ok else 'FAILED ' + _short(res.describe())}")
+    return [] if res.ok else [_short(res.describe())]
 
 
 async def _finish_journal(target: ReleaseTarget, config_dir: str) -> None:
@@ -348,7 +410,8 @@ async def _stage_keys(target: ReleaseTarget, staging: str, config_dir: str, keys
 
 async def _deploy_locked(target: ReleaseTarget, backend: MtaBackendImpl, rendered: RenderedConfig,
                          lock: HostLock, *, keep_releases: int, now: Callable[[], dt.datetime] | None,
-                         keys: DkimKeys) -> DeployReport:
+                         keys: DkimKeys, firewall: bool = False,
+                         probe: Callable[[], Awaitable[None]] | None = None) -> DeployReport:
     config_dir = safe_remote_path(rendered.config_dir)
     for path in rendered.files:
         relative_path(path)
@@ -432,10 +495,20 @@ async def _deploy_locked(target: ReleaseTarget, backend: MtaBackendImpl, rendere
     await target.rename(staging, posixpath.join(releases, release))
     steps.append(f"uploaded {len(rendered.files)} files"
                  + (f" and {len(keys.files)} DKIM keys (0600)" if keys.files else "") + f" as release {release}")
+    if firewall:  # the kernel's own check of the new ruleset, before anything is switched
+        published = posixpath.join(releases, release, fw.RULESET_FILE)
+        check = await target.run(["nft", "-c", "-f", published])
+        steps.append(_short(check.describe()))
+        if not check.ok:
+            await target.rmtree(posixpath.join(releases, release))
+            steps.append(f"FAILED nft -c refused the firewall ruleset; removed release {release}")
+            report.message = (f"firewall check failed: {_short(check.describe(), 1000)}. Nothing was switched; "
+                              "the running configuration and firewall are unchanged.")
+            return report
 
     journal = SwitchJournal(owner=lock.owner, release=release, previous=previous,
                             merged_present={m: existing[m] is not None for m in backend.merged_files},
-                            loaded_before=loaded_before)
+                            loaded_before=loaded_before, firewall=firewall)
 
     async def rollback(detail: str) -> DeployReport:
         steps.append(f"FAILED {detail}; rolling back")
@@ -473,9 +546,12 @@ async def _deploy_locked(target: ReleaseTarget, backend: MtaBackendImpl, rendere
                 await target.write_text(posixpath.join(config_dir, m), text)
         steps.append(f"switched {managed} to release {release}")
 
-        for label, commands in (("validation failed", backend.validate_commands(config_dir)),
-                                ("reload failed", backend.reload_commands(config_dir)),
-                                ("verification failed", backend.verify_commands(config_dir))):
+        phases = [("validation failed", backend.validate_commands(config_dir)),
+                  ("reload failed", backend.reload_commands(config_dir))]
+        if firewall:
+            phases.append(("firewall apply failed", [["nft", "-f", posixpath.join(config_dir, FIREWALL_RULESET)]]))
+        phases.append(("verification failed", backend.verify_commands(config_dir)))
+        for label, commands in phases:
             for argv in commands:
                 res = await target.run(argv)
                 steps.append(_short(res.describe()))
@@ -487,6 +563,13 @@ async def _deploy_locked(target: ReleaseTarget, backend: MtaBackendImpl, rendere
             return await rollback(f"verification failed: deployed files differ from the render in "
                                   f"{_summary(expected, after)}")
         steps.append(f"verified: read back equals the render (digest {rendered.digest[:12]})")
+        if probe is not None:
+            try:
+                await probe()
+            except (SshUnavailable, DeployBusy, OSError) as err:
+                return await rollback(f"a new SSH connection to the host failed after the firewall was applied "
+                                      f"({_short(str(err))}); rolled back over the open session")
+            steps.append("firewall: a new SSH connection to the host was accepted")
         await target.write_text(loaded_path, f"{release} {rendered.digest}\n")
         await _finish_journal(target, config_dir)
     except SshConnectionLost as err:  # the journal stays on the host: a reconnect (or the next deploy) repairs
@@ -564,6 +647,18 @@ def _load(host_name: str, url: str | None) -> tuple[MtaHostView, FleetSnapshot]:
     return snapshot.host(host_name), snapshot.for_host(host_name)
 
 
+def add_firewall(rendered: RenderedConfig, host: MtaHostView, snapshot: FleetSnapshot, url: str | None,
+                   local: bool) -> tuple[RenderedConfig, bool]:
+    """The render plus the host's ruleset when the inventory's [firewall] opts in (never for a host in
+    EMAIL_ENGINE_MTA_LOCAL_HOSTS: this machine). Also used for disabled hosts (rendered to var/ only)."""
+    from activities.firewall import deploys_firewall, load_firewall, with_ruleset
+
+    fleet = load_firewall(url, snapshot)
+    if fleet is None or not deploys_firewall(fleet, host, local):
+        return rendered, False
+    return with_ruleset(rendered, fleet, host), True
+
+
 def record_deploy(req: HostDeployRequest, result: HostDeployResult) -> None:
     from activities.db import session_scope
     from models.deploy_history import MtaDeployRecord
@@ -621,14 +716,25 @@ def _deployer_owner() -> str:
 async def deploy_over_ssh(endpoint: SshEndpoint, backend: MtaBackendImpl, rendered: RenderedConfig, *,
                           owner: str, keys: DkimKeys | None = None, keep_releases: int = 5,
                           heartbeat: Callable[[], None] | None = None, reconnect_attempts: int = 4,
-                          reconnect_delay: float = 2.0) -> DeployReport:
+                          reconnect_delay: float = 2.0, firewall: bool = False) -> DeployReport:
     """deploy_release over a fresh connection. A connection lost after the switch is repaired at once:
     reconnect (a few attempts, backing off) and restore the previous release from the host's journal.
-    If the host stays unreachable, SshUnavailable says so; the next deploy repairs it first."""
+    If the host stays unreachable, SshUnavailable says so; the next deploy repairs it first.
+    With `firewall`, a second connection opened after the ruleset is applied proves new SSH connections
+    still get in (else the deploy is rolled back over the first one)."""
+
+    async def probe() -> None:
+        async with SshTarget(endpoint) as fresh:
+            res = await fresh.run(["true"])
+            if not res.ok:
+                raise SshUnavailable(f"a new session on {endpoint.describe()} could not run a command: "
+                                     f"{res.describe()}")
+
     try:
         async with SshTarget(endpoint) as target:
             return await deploy_release(target, backend, rendered, keep_releases=keep_releases, owner=owner,
-                                        keys=keys, heartbeat=heartbeat)
+                                        keys=keys, heartbeat=heartbeat, firewall=firewall,
+                                        probe=probe if firewall else None)
     except SwitchInterrupted as err:
         lost = err
     delay, last = reconnect_delay, ""
@@ -667,6 +773,11 @@ async def deploy_host(req: HostDeployRequest) -> HostDeployResult:
         raise ApplicationError(str(err), type="LookupError", non_retryable=True) from None
     backend = backend_for(host.backend)
     rendered = backend.render(snapshot, config_dir=host.config_dir)
+    local_host = host.name in {h.strip() for h in settings.mta_local_hosts.split(",")}
+    try:
+        rendered, firewall = await asyncio.to_thread(add_firewall, rendered, host, snapshot, req.url, local_host)
+    except fw.FirewallError as err:
+        raise ApplicationError(f"{err}; nothing was deployed", type="FirewallError", non_retryable=True) from None
     if not host.enabled:
         out = local_render_dir(host.name)
         changed = await asyncio.to_thread(write_local_render, backend, rendered, out)
@@ -675,7 +786,7 @@ async def deploy_host(req: HostDeployRequest) -> HostDeployResult:
             target=str(out),
             message=(f"{host.name} is disabled: rendered to {out} only (the host is not contacted)"
                      + ("" if changed else "; unchanged")))
-    elif host.name in {h.strip() for h in settings.mta_local_hosts.split(",")}:
+    elif local_host:
         from activities.mta.local import DeployError, deploy_local
 
         try:
@@ -699,7 +810,7 @@ async def deploy_host(req: HostDeployRequest) -> HostDeployResult:
             keys, _ = await asyncio.to_thread(load_dkim_keys, snapshot, host, req.replace_dkim_keys)
             report = await deploy_over_ssh(SshEndpoint.for_host(host, settings), backend, rendered,
                                            owner=_deployer_owner(), keep_releases=settings.mta_keep_releases,
-                                           heartbeat=_heartbeat, keys=keys)
+                                           heartbeat=_heartbeat, keys=keys, firewall=firewall)
         except (HostKeyMismatch, SshLoginRefused, DeployConfigError, UnsafePath, names.NameError_) as err:
             raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from None
         result = HostDeployResult(

@@ -1,7 +1,11 @@
 """A real OpenSSH server on loopback, with a fake `pmta` command, for deploy and SFTP tests.
 
 PowerMTA itself cannot be installed here (proprietary, licensed): the `pmta` on the SSH session's
-PATH is a small shell script that records every call and fails on request. Everything else is real:
+PATH is a small shell script that records every call and fails on request. The `nft` on that PATH is a
+recording wrapper of the real nft that runs it inside a throwaway user and network namespace (`unshare
+-rn`): a host firewall deployed in a test must never reach this machine's own namespace (it would cut
+everyone off), so `nft -c -f` is the kernel's real check and `nft -f` really loads the file, into a
+namespace discarded right after. Everything else is real:
 Debian's /usr/sbin/sshd, its own host key and config in a temporary directory, public-key login of the
 current user (root in CI) with a generated client key, SFTP (internal-sftp).
 
@@ -21,6 +25,9 @@ API (reuse it; e.g. the warmup helper fetches accounting files over SFTP, the fa
                                                         # block that pmta call until released
         server.kill_sessions()                          # SIGTERM every session's sshd child: connections drop
         server.pmta_calls()                             # [PmtaCall(at, args, digest)] in call order
+        server.nft_calls()                              # [PmtaCall(at, args, sha256 of the file given)]
+        server.fail("nft-check") / server.fail("nft-apply")   # make `nft -c -f` / `nft -f` fail
+        server.stop_listener_on_nft_apply() / server.resume_listener()  # new logins hang after `nft -f`
         server.clear_calls()
         server.known_hosts_with_wrong_key(path)         # a known_hosts naming another key for this host
 
@@ -35,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -90,6 +98,33 @@ esac
 """
 
 
+FAKE_NFT = r"""#!/bin/sh
+# nft for tests: never this machine's network namespace. Records each call, then runs the real nft in a
+# throwaway user+network namespace (unshare -rn): `-c -f FILE` is the real check, `-f FILE` a real load
+# into a namespace that is discarded when the command ends.
+state='@STATE@'
+file=""; for a in "$@"; do file="$a"; done
+digest=""; [ -f "$file" ] && digest=$(sha256sum < "$file" | cut -c1-64)
+printf '%s	%s	%s
+' "$(date +%s.%N)" "$*" "$digest" >> "$state/nft.log"
+should_fail() {
+  m="$state/fail-$1"; [ -e "$m" ] || return 1
+  n=$(cat "$m"); [ -z "$n" ] && return 0
+  if [ "$n" -le 1 ]; then rm -f "$m"; else echo $((n - 1)) > "$m"; fi; return 0
+}
+case "$1" in
+  -c) if should_fail nft-check; then echo "Error: fake nft: check failure requested" >&2; exit 1; fi;;
+  -f) if should_fail nft-apply; then echo "Error: fake nft: load failure requested" >&2; exit 1; fi
+      # what a ruleset dropping new SSH connections does to the next login: stop the sshd listener (once)
+      if [ -e "$state/stop-listener-on-apply" ]; then
+        rm -f "$state/stop-listener-on-apply"; kill -STOP "$(cat "$state/listener.pid")"
+      fi;;
+  *) echo "fake nft: only '-c -f FILE' and '-f FILE' are supported here" >&2; exit 2;;
+esac
+exec unshare --user --map-root-user --net -- '@NFT@' "$@"
+"""
+
+
 @dataclass(frozen=True)
 class PmtaCall:
     at: float
@@ -120,7 +155,7 @@ class SshServer:
     def fail(self, what: str, on: bool = True, times: int | None = None) -> None:
         """Make `pmta test config` ("test-config") or `pmta reload` ("reload") fail: every call until
         fail(what, False), or only the next `times` calls."""
-        if what not in ("test-config", "reload"):
+        if what not in ("test-config", "reload", "nft-check", "nft-apply"):
             raise ValueError(f"unknown failure {what!r}")
         marker = self.state_dir / f"fail-{what}"
         if on:
@@ -146,6 +181,17 @@ class SshServer:
                 raise TimeoutError(f"no pmta call blocked on {what!r} within {timeout}s")
             time.sleep(0.02)
 
+    def stop_listener_on_nft_apply(self) -> None:
+        """At the next `nft -f`, SIGSTOP the listening sshd: open sessions go on, a new login gets no
+        banner (as when a ruleset drops new SSH connections). `resume_listener` undoes it."""
+        (self.state_dir / "listener.pid").write_text(str(self.pid))
+        (self.state_dir / "stop-listener-on-apply").write_text("")
+
+    def resume_listener(self) -> None:
+        (self.state_dir / "stop-listener-on-apply").unlink(missing_ok=True)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGCONT)
+
     def kill_sessions(self) -> int:
         """Terminate the sshd child process of every open session (the listener stays): each client
         sees its connection drop, as on a network failure or a host reboot. Returns how many."""
@@ -156,7 +202,14 @@ class SshServer:
         return len(children)
 
     def pmta_calls(self) -> list[PmtaCall]:
-        log = self.state_dir / "pmta.log"
+        return self._calls("pmta.log")
+
+    def nft_calls(self) -> list[PmtaCall]:
+        """Calls of the host's `nft`; `digest` is the sha256 of the file it was given."""
+        return self._calls("nft.log")
+
+    def _calls(self, name: str) -> list[PmtaCall]:
+        log = self.state_dir / name
         if not log.exists():
             return []
         calls = []
@@ -167,6 +220,7 @@ class SshServer:
 
     def clear_calls(self) -> None:
         (self.state_dir / "pmta.log").unlink(missing_ok=True)
+        (self.state_dir / "nft.log").unlink(missing_ok=True)
 
     def known_hosts_line(self, public_key: str | None = None) -> str:
         host = self.address if self.port == 22 else f"[{self.address}]:{self.port}"
@@ -213,6 +267,10 @@ def start_sshd(root: Path, address: str = "127.0.0.1") -> Iterator[SshServer]:
     pmta = bin_dir / "pmta"
     pmta.write_text(FAKE_PMTA.replace("@STATE@", str(state_dir)))
     pmta.chmod(0o755)
+    nft = bin_dir / "nft"
+    real_nft = shutil.which("nft") or "/usr/sbin/nft"
+    nft.write_text(FAKE_NFT.replace("@STATE@", str(state_dir)).replace("@NFT@", real_nft))
+    nft.chmod(0o755)
     port = free_port(address)
     (root / "sshd_config").write_text(f"""\
 Port {port}
@@ -252,6 +310,8 @@ SetEnv PATH={bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
         server.known_hosts.write_text(server.known_hosts_line())
         yield server
     finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGCONT)  # a listener stopped by a test still terminates
         proc.terminate()
         try:
             proc.wait(timeout=10)
