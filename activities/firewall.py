@@ -56,10 +56,13 @@ def with_ruleset(rendered: RenderedConfig, fleet: fw.FirewallFleet, host: MtaHos
 
 
 def nft_check(path: str, timeout: float = 60.0) -> tuple[bool, str]:
-    """`nft -c -f PATH` on this machine, always inside a throwaway user and network namespace
-    (`unshare -rn`): the check needs CAP_NET_ADMIN (unprivileged `nft -c` fails with "cache initialization
-    failed: Operation not permitted"), and nothing is ever loaded into this machine's own namespace.
-    (ok, output). A missing `unshare` or `nft`, or user namespaces disabled, is (False, why)."""
+    """`nft -c -f PATH` on this machine, always inside a throwaway network namespace: nothing is ever
+    loaded into this machine's own namespace. The check needs CAP_NET_ADMIN (unprivileged `nft -c` fails
+    with "cache initialization failed: Operation not permitted"): as root, `unshare --net`; otherwise a
+    user namespace too (`unshare -rn`), where the kernel refuses nft's larger netlink buffer
+    (SO_SNDBUFFORCE), so a file of more than about 5,000 set intervals fails there with "Message too
+    long" (it loads as root; bench/firewall_render.py). (ok, output); a missing `unshare` or `nft`, or
+    namespaces disabled, is (False, why)."""
     import os
     import shutil
     import subprocess
@@ -69,7 +72,8 @@ def nft_check(path: str, timeout: float = 60.0) -> tuple[bool, str]:
     if unshare is None or nft is None:
         return False, "nft -c needs `unshare` (util-linux) and `nft` (Debian package nftables)"
     try:
-        proc = subprocess.run([unshare, "--user", "--map-root-user", "--net", "--", nft, "-c", "-f", path],
+        user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+        proc = subprocess.run([unshare, *user, "--net", "--", nft, "-c", "-f", path],
                               capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return False, f"nft -c -f {path} did not finish in {timeout:g} s"

@@ -24,7 +24,7 @@ def render(
     out: Path | None = typer.Option(None, "--out", "-o", help="Write <host>.nft files to this directory "
                                     "(default: print the rulesets)."),
     check: bool = typer.Option(False, "--check", help="Also run `nft -c -f` on each ruleset, inside a throwaway "
-                               "user and network namespace (`unshare -rn`; needs nftables installed here)."),
+                               "network namespace (`unshare`; needs nftables installed here)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Render the nftables ruleset of the Email Engine host and of each MTA host (pure: the same inventory

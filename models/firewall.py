@@ -138,25 +138,19 @@ class FirewallFleet:
 
 # --- addresses --------------------------------------------------------------------------------------
 
-Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _collapse(values: Iterable[str], what: str) -> tuple[list[str], list[str]]:
     """Validated, collapsed (no overlap: the kernel refuses overlapping intervals), sorted, as text;
     (IPv4, IPv6). A full-length prefix is written as the bare address."""
-    nets: dict[int, list[Net]] = {4: [], 6: []}
+    found: dict[int, list[nft.Interval]] = {4: [], 6: []}
     for v in values:
         try:
-            text = names.canonical_network(v)
+            iv = nft.interval(names.canonical_network(v))
         except names.NameError_ as err:
             raise FirewallError(f"{what}: {err}") from None
-        net = ipaddress.ip_network(text)
-        nets[net.version].append(net)
-    out: tuple[list[str], list[str]] = ([], [])
-    for version, target in ((4, out[0]), (6, out[1])):
-        for n in ipaddress.collapse_addresses(nets[version]):  # type: ignore[type-var]
-            target.append(str(n.network_address) if n.prefixlen == n.max_prefixlen else n.compressed)
-    return out
+        found[iv[0]].append(iv)
+    return nft.collapse(found[4]), nft.collapse(found[6])
 
 
 def _url_host_port(url: str) -> tuple[str, int]:

@@ -109,7 +109,8 @@ class NftSet:
     name: str
     type: str
     interval: bool = False
-    elements: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
+    #: (IP version, first address, last address) as integers: one per element (an address or a prefix).
+    elements: list[Interval] = field(default_factory=list)
 
 
 @dataclass
@@ -219,9 +220,67 @@ class _Parser:
         return out
 
 
-def _network(text: str, line: int) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+Interval = tuple[int, int, int]
+_V4_RE = re.compile(r"(0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})"
+                    r"(?:/(0|[1-9][0-9]?))?\Z")
+
+
+def interval(text: str) -> Interval:
+    """(version, first, last) of an address or a prefix without host bits (ValueError otherwise). Plain
+    IPv4 text takes a fast path (renders and checks handle 10,000s of addresses); the rest ipaddress."""
+    m = _V4_RE.match(text)
+    if m:
+        octets = [int(x) for x in m.groups()[:4]]
+        prefix = int(m.group(5)) if m.group(5) is not None else 32
+        if max(octets) <= 255 and prefix <= 32:
+            first = (octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3]
+            host = (1 << (32 - prefix)) - 1
+            if first & host:
+                raise ValueError(f"{text} has host bits set")
+            return 4, first, first | host
+    net = ipaddress.ip_network(text, strict=True)
+    return net.version, int(net.network_address), int(net.broadcast_address)
+
+
+def cidr_text(version: int, first: int, prefix: int) -> str:
+    """A prefix as nft writes it: the bare address for a full-length one."""
+    bits = 32 if version == 4 else 128
+    if version == 4:
+        addr = f"{first >> 24}.{(first >> 16) & 255}.{(first >> 8) & 255}.{first & 255}"
+    else:
+        addr = ipaddress.IPv6Address(first).compressed
+    return addr if prefix == bits else f"{addr}/{prefix}"
+
+
+def collapse(intervals: Iterable[Interval]) -> list[str]:
+    """The fewest prefixes covering exactly the union of `intervals` (one version), sorted, as text: what
+    ipaddress.collapse_addresses gives, with integers (10,000 addresses in milliseconds)."""
+    ordered = sorted(intervals, key=lambda i: i[1])
+    versions = {i[0] for i in ordered}
+    if len(versions) > 1:
+        raise ValueError("collapse: IPv4 and IPv6 intervals mixed")
+    version = versions.pop() if versions else 4
+    merged: list[list[int]] = []
+    for _, first, last in ordered:
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    bits = 32 if version == 4 else 128
+    out = []
+    for first, last in merged:
+        while first <= last:
+            size = (first & -first).bit_length() - 1 if first else bits  # the largest aligned block here
+            while first + (1 << size) - 1 > last:
+                size -= 1
+            out.append(cidr_text(version, first, bits - size))
+            first += 1 << size
+    return out
+
+
+def _network(text: str, line: int) -> Interval:
     try:
-        return ipaddress.ip_network(text, strict=True)
+        return interval(text)
     except ValueError:
         raise NftModelError(f"line {line}: {text!r} is not an address or network") from None
 
@@ -270,10 +329,10 @@ def _rule(p: _Parser) -> Rule:
                 matches.append(Match(key, (), _name(p.next()[1:], line, "set")))
             else:
                 version = 4 if tok == "ip" else 6
-                nets = [_network(v, line) for v in p.values()]
-                if any(n.version != version for n in nets):
+                values = p.values()
+                if any(_network(v, line)[0] != version for v in values):
                     raise NftModelError(f"line {line}: {key} with an IPv{10 - version} address")
-                matches.append(Match(key, tuple(str(n) for n in nets)))
+                matches.append(Match(key, tuple(values)))
         elif tok in ("tcp", "udp"):
             direction = p.expect("sport", "dport")
             matches.append(Match(f"{tok} {direction}", tuple(_port(v, line) for v in p.values())))
@@ -353,9 +412,9 @@ def _set_body(p: _Parser, nset: NftSet) -> None:
             seen = set(nset.elements)
             for value in p.values():
                 net = _network(value, line)
-                if (net.version == 4) != (nset.type == "ipv4_addr"):
+                if (net[0] == 4) != (nset.type == "ipv4_addr"):
                     raise NftModelError(f"line {line}: {value} does not fit set {nset.name} ({nset.type})")
-                if net.num_addresses > 1 and not nset.interval:
+                if net[2] > net[1] and not nset.interval:
                     raise NftModelError(f"line {line}: set {nset.name} needs flags interval for {value}")
                 if net not in seen:  # `add` of an element already there is no error
                     seen.add(net)
@@ -365,9 +424,9 @@ def _set_body(p: _Parser, nset: NftSet) -> None:
         p.statement_end()
 
 
-def _overlaps(nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
-    ordered = sorted(nets, key=lambda n: (int(n.network_address), -n.prefixlen))
-    return any(int(b.network_address) <= int(a.broadcast_address) for a, b in itertools.pairwise(ordered))
+def _overlaps(nets: list[Interval]) -> bool:
+    ordered = sorted(nets, key=lambda n: (n[1], -n[2]))
+    return any(b[1] <= a[2] for a, b in itertools.pairwise(ordered))
 
 
 def _table_body(p: _Parser, table: Table) -> None:
@@ -439,9 +498,10 @@ def _copy_table(t: Table) -> Table:
 
 # --- evaluation ------------------------------------------------------------------------------------------
 
-def _in(addr: str, nets: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+def _in(addr: str, nets: Iterable[Interval]) -> bool:
     a = ipaddress.ip_address(addr)
-    return any(a.version == n.version and a in n for n in nets)
+    version, value = a.version, int(a)
+    return any(v == version and first <= value <= last for v, first, last in nets)
 
 
 def _matches(m: Match, pkt: Packet, table: Table) -> bool:
@@ -454,7 +514,7 @@ def _matches(m: Match, pkt: Packet, table: Table) -> bool:
         if pkt.version != (4 if key.startswith("ip ") else 6):
             return False
         addr = pkt.saddr if key.endswith("saddr") else pkt.daddr
-        nets = table.sets[m.set_name].elements if m.set_name else [ipaddress.ip_network(v) for v in m.values]
+        nets = table.sets[m.set_name].elements if m.set_name else [interval(v) for v in m.values]
         return _in(addr, nets)
     if key.startswith(("tcp ", "udp ")):
         port = pkt.dport if key.endswith("dport") else pkt.sport

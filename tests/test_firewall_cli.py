@@ -1,6 +1,6 @@
 """`inventory load` with a [firewall] section and `email-engine firewall render`, on a real database
 (SQLite and PostgreSQL for the loader; `nft -c` through activities.firewall.nft_check, which always runs
-inside a throwaway user + network namespace)."""
+inside a throwaway network namespace)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The host firewall deployed with the MTA config, against the real sshd fixture (tests/servers/sshd.py).
 
-The host's `nft` there is a recording wrapper that runs the real nft inside a throwaway user + network
-namespace (`unshare -rn`): the firewall must never be loaded into this machine's own namespace (it would
+The host's `nft` there is a recording wrapper that runs the real nft inside a throwaway network namespace
+(`unshare --net`; `-rn` when not root): the firewall must never be loaded into this machine's own namespace (it would
 cut everyone off), so `nft -c -f` is the kernel's real check and `nft -f` a real load into a namespace
 discarded at once; what a load does to connections is shown in tests/test_firewall_netns.py. PowerMTA
 cannot be installed here: `pmta` is the fixture's recording fake (as in tests/test_mta_deploy.py).

@@ -2,10 +2,10 @@
 
 PowerMTA itself cannot be installed here (proprietary, licensed): the `pmta` on the SSH session's
 PATH is a small shell script that records every call and fails on request. The `nft` on that PATH is a
-recording wrapper of the real nft that runs it inside a throwaway user and network namespace (`unshare
--rn`): a host firewall deployed in a test must never reach this machine's own namespace (it would cut
-everyone off), so `nft -c -f` is the kernel's real check and `nft -f` really loads the file, into a
-namespace discarded right after. Everything else is real:
+recording wrapper of the real nft that runs it inside a throwaway network namespace (`unshare --net`,
+plus a user namespace when not root): a host firewall deployed in a test must never reach this
+machine's own namespace (it would cut everyone off), so `nft -c -f` is the kernel's real check and
+`nft -f` really loads the file, into a namespace discarded right after. Everything else is real:
 Debian's /usr/sbin/sshd, its own host key and config in a temporary directory, public-key login of the
 current user (root in CI) with a generated client key, SFTP (internal-sftp).
 
@@ -100,8 +100,8 @@ esac
 
 FAKE_NFT = r"""#!/bin/sh
 # nft for tests: never this machine's network namespace. Records each call, then runs the real nft in a
-# throwaway user+network namespace (unshare -rn): `-c -f FILE` is the real check, `-f FILE` a real load
-# into a namespace that is discarded when the command ends.
+# throwaway network namespace (unshare): `-c -f FILE` is the real check, `-f FILE` a real load into a
+# namespace that is discarded when the command ends.
 state='@STATE@'
 file=""; for a in "$@"; do file="$a"; done
 digest=""; [ -f "$file" ] && digest=$(sha256sum < "$file" | cut -c1-64)
@@ -121,6 +121,8 @@ case "$1" in
       fi;;
   *) echo "fake nft: only '-c -f FILE' and '-f FILE' are supported here" >&2; exit 2;;
 esac
+# as root a new network namespace is enough; otherwise a user namespace too (unshare -rn)
+if [ "$(id -u)" = 0 ]; then exec unshare --net -- '@NFT@' "$@"; fi
 exec unshare --user --map-root-user --net -- '@NFT@' "$@"
 """
 
