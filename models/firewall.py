@@ -10,10 +10,11 @@ What each host accepts (a table `inet email_engine` with input and output chains
 * every host: replies of its own connections (`ct state established,related`), loopback, the ICMP and
   ICMPv6 messages a host needs (path MTU, neighbour discovery: without them IPv6 stops working), DHCP
   replies, DNS out (to `dns_resolvers`, or to any address when none is listed: an MTA host that resolves
-  itself, as blocklists require), SSH in from `admin_addresses`, and the operator's `allow` rules.
+  itself, as blocklists require), SSH in from `admin_addresses` (and the SSH server's packets back to
+  them: a session conntrack picks up mid-stream is `new` until a reply passed), and the `allow` rules.
 * the engine host: HTTPS (443) in from anywhere; out to the tenants' MailWizz APIs (the URL's port), the
   MTA hosts (their SSH ports and 25) and the enabled webhook receivers (the URL's port).
-* an MTA host: SSH in from the engine (`engine_addresses`) as well; SMTP (25) in from the feeders
+* an MTA host: SSH from the engine (`engine_addresses`) as well; SMTP (25) in from the feeders
   (MailWizz `source_ip`) of its tenants, and from anywhere to the host's own address only when one of
   its tenants has a bounce or FBL domain (that domain's MX is this address: reports come from any
   mail server; PowerMTA relays only for its `<source>` feeders); SMTP out only from its tenants'
@@ -137,8 +138,6 @@ class FirewallFleet:
 
 
 # --- addresses --------------------------------------------------------------------------------------
-
-
 
 def _collapse(values: Iterable[str], what: str) -> tuple[list[str], list[str]]:
     """Validated, collapsed (no overlap: the kernel refuses overlapping intervals), sorted, as text;
@@ -408,6 +407,15 @@ def _check_reachable(text: str, host: MtaHostView, policy: FirewallPolicy) -> No
             raise FirewallError(f"internal: the ruleset of {host.name} would drop SSH from {probe} ({d.by})")
 
 
+def _unmapped(address: str) -> str:
+    """An IPv4 connection to a dual-stack socket may be written `::ffff:a.b.c.d`: the kernel filters it as
+    IPv4 (`ip saddr`), so judge it as IPv4."""
+    mapped = ipaddress.ip_address(address)
+    if isinstance(mapped, ipaddress.IPv6Address) and mapped.ipv4_mapped is not None:
+        return str(mapped.ipv4_mapped)
+    return address
+
+
 @dataclass(frozen=True)
 class SshSession:
     """The deploy's own connection as the host sees it (ssh(1) ENVIRONMENT, SSH_CONNECTION: "client IP
@@ -424,7 +432,7 @@ class SshSession:
         if len(parts) != 4 or not parts[1].isdigit() or not parts[3].isdigit():
             raise FirewallError(f"SSH_CONNECTION {text.strip()[:120]!r} is not 'client port server port'")
         try:
-            client, server = names.ip_address(parts[0]), names.ip_address(parts[2])
+            client, server = (_unmapped(names.ip_address(p)) for p in (parts[0], parts[2]))
         except names.NameError_ as err:
             raise FirewallError(f"SSH_CONNECTION: {err}") from None
         return cls(client, int(parts[1]), server, int(parts[3]))

@@ -116,3 +116,14 @@ def test_render_errors_write_nothing(sqlite_url: str, cli: CliRunner, tmp_path: 
     assert r.exit_code == 2 and "stored firewall policy is invalid" in r.output, r.output
     assert "admin_addresses.0" in r.output and "zone ids" in r.output
     assert not out.exists()
+
+
+def test_the_readme_inventory_example_loads_and_renders() -> None:
+    """The inventory example under "The inventory file" (with its [firewall] section) is a valid inventory."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## The inventory file", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    inv = parse(example)
+    assert inv.firewall is not None and inv.firewall.allow[0].name == "telegram"
+    texts = fw.render_all(fleet_of(inv))
+    assert "ip daddr @webhooks_v4 tcp dport 443 accept" in texts[fw.ENGINE]

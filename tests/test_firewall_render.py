@@ -255,6 +255,8 @@ def test_session_check(reference: dict[str, str]) -> None:
     assert fw.session_problems(text, fw.SshSession.parse(f"{ENGINE_ADDR} 50000 {HOST} 22\n")) == []
     assert fw.session_problems(text, fw.SshSession.parse(f"{ADMIN_V4} 50000 {HOST} 22")) == []
     assert fw.session_problems(text, fw.SshSession.parse("127.0.0.1 50000 127.0.0.1 22")) == []
+    mapped = fw.SshSession.parse(f"::ffff:{ENGINE_ADDR} 50000 ::ffff:{HOST} 22")
+    assert (mapped.client, mapped.server) == (ENGINE_ADDR, HOST) and fw.session_problems(text, mapped) == []
     # the engine behind a NAT address nobody listed: the session survives only while conntrack tracks it
     # (established), the next deploy would not get in: refused
     problems = fw.session_problems(text, fw.SshSession.parse(f"{STRANGER_V4} 50000 {HOST} 22"))
