@@ -79,12 +79,14 @@ def outcome_of(report: ScanReport, decisions: Sequence[ScanDecision], page_bytes
                ) -> tuple[ScanOutcome, list[list[ScanDecision]]]:
     """The activity's result (counts, broken zones, the first page of the decisions that act) and all
     pages. Pure: what crosses Temporal is decided here, and its size is tested at 100,000 IPs."""
-    pages = paginate([d for d in decisions if d.action != ScanAction.NONE], page_bytes)
+    acting = [d for d in decisions if d.action != ScanAction.NONE]
+    pages = paginate(acting, page_bytes)
     return ScanOutcome(
         targets=len(report.targets), queries=report.queries, listed=report.listed, unknown=report.unknown,
         not_listed=report.not_listed, reputation=report.reputation,
         broken=[f"{b.zone_name}: {b.reason}" for b in report.broken], broken_zones=[b.zone for b in report.broken],
         decisions=pages[0], pages=len(pages), seconds=round(report.self_test_seconds + report.scan_seconds, 3),
+        actions=len(acting),
     ), pages
 
 
@@ -135,7 +137,7 @@ async def fleet_scan(req: FleetScanRequest, scanner: Scanner = scan) -> ScanOutc
     except (ValueError, CatalogError) as exc:
         raise ApplicationError(str(exc), type="BadScanRequest", non_retryable=True) from None
     activity.heartbeat("record", len(report.targets))
-    return await _beating(lambda: record_scan(report, req.workflow_id), "record")
+    return await _beating(lambda: record_scan(report, req.workflow_id, page_bytes=req.page_bytes), "record")
 
 
 def fleet_scan_activity_with(scanner: Scanner) -> Callable[[FleetScanRequest], Awaitable[ScanOutcome]]:

@@ -241,10 +241,23 @@ def tenant_scan_decisions(decisions: list[ScanDecision], sending: dict[str, int]
         group = new[d.tenant]
         siblings = [text for address, text in shown[d.tenant] if address != d.address][:SAME_SCAN_SHOWN]
         if len(group) - 1 > SAME_SCAN_SHOWN:
-            siblings.append(f"+{len(group) - 1 - SAME_SCAN_SHOWN} more IPs of {d.tenant} (listed by this scan)")
+            siblings.append(f"+{len(group) - 1 - SAME_SCAN_SHOWN}{_MORE} {d.tenant} (listed by this scan)")
         hold = blast_radius_hold(len(group), sending.get(d.tenant, 0), share)
         out.append(dataclasses.replace(d, same_scan=siblings, blast_radius=hold))
     return out
+
+
+_MORE = " more IPs of"
+
+
+def listed_by_scan(d: ScanDecision) -> int:
+    """How many new listings of d's tenant the scan found, from the decision alone: itself, the
+    siblings it names and the "+N more" tenant_scan_decisions writes past SAME_SCAN_SHOWN."""
+    n = 1
+    for text in d.same_scan:
+        count, more, _ = text.partition(_MORE)
+        n += int(count[1:]) if more and count[:1] == "+" and count[1:].isdigit() else 1
+    return n
 
 
 def scan_decision(state: IpScanState, now: dt.datetime, policy: QuarantinePolicy) -> ScanDecision:

@@ -1,5 +1,6 @@
 """BlocklistScanWorkflow's contract (workflow "BlocklistScanWorkflow"): input, summary (its result
-and its `summary` query), the Temporal Schedule's id, and the id of a scan run now.
+and its `summary` query), the progress one run hands the next (continue-as-new), the Temporal
+Schedule's id, and the id of a scan run now.
 
 Shared by workflows/blocklist_scan.py, client/schedules.py and client/scans.py.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from models.failover import ScanDecision
+from models.scan_pages import PAGE_BYTES
 
 #: The Temporal Schedule (and the workflow id prefix of its runs).
 SCHEDULE_ID = "blocklist-scan"
@@ -20,16 +22,13 @@ def manual_scan_id(stamp: str) -> str:
 
 
 @dataclass
-class ScanInput:
-    tenant: str | None = None  # None: the whole fleet
-
-
-@dataclass
 class ScanSummary:
     targets: int = 0
     queries: int = 0
     listed: int = 0
     broken_zones: list[str] = field(default_factory=list)
+    #: The lists below keep at most models.scan_progress.SHOWN entries each; `counts` has their exact
+    #: lengths (a scan that acts on 100,000 IPs must still return, query and carry a small summary).
     sagas: list[str] = field(default_factory=list)  # workflow ids started or joined
     extended: list[str] = field(default_factory=list)
     retired: list[str] = field(default_factory=list)
@@ -37,6 +36,42 @@ class ScanSummary:
     problems: list[str] = field(default_factory=list)
     #: Tenants' pools deployed because a running, unfinished failover was joined ("tenant: host generation").
     deployed: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    #: Decisions that act (all pages), and how many were acted on so far.
+    actions: int = 0
+    acted: int = 0
+    #: Decision pages of the scan, and pages acted on so far (the cursor of the next run).
+    pages: int = 0
+    pages_done: int = 0
+    #: Runs of this workflow id so far (continue-as-new between pages).
+    runs: int = 0
+
+
+@dataclass
+class ScanProgress:
+    """What one run hands the next (continue-as-new): the summary (its pages_done is the cursor) and
+    the little state the end of the scan needs; bounded whatever the number of IPs and tenants."""
+
+    summary: ScanSummary = field(default_factory=ScanSummary)
+    #: Catalogue names of the zones that failed their self-test (the alert's key).
+    broken_keys: list[str] = field(default_factory=list)
+    #: The last tenants whose blast-radius alert went out (at most models.scan_progress.SHOWN: the
+    #: decisions come sorted by tenant, and the alert's key is deduplicated besides).
+    blast_alerted: list[str] = field(default_factory=list)
+
+
+#: Decision pages a run acts on before it continues as new (earlier when the server suggests it).
+PAGES_PER_RUN = 4
+
+
+@dataclass
+class ScanInput:
+    tenant: str | None = None  # None: the whole fleet
+    #: JSON size of a page of decisions (models.scan_pages); a page holds at least one decision.
+    page_bytes: int = PAGE_BYTES
+    pages_per_run: int = PAGES_PER_RUN
+    #: None on the first run; the previous run's progress after a continue-as-new.
+    progress: ScanProgress | None = None
 
 
 @dataclass
@@ -47,6 +82,7 @@ class FleetScanRequest:
     tenant: str | None
     workflow_id: str
     zones: list[str] | None = None  # catalogue names; None: every zone
+    page_bytes: int = PAGE_BYTES
 
 
 @dataclass
@@ -69,6 +105,8 @@ class ScanOutcome:
     decisions: list[ScanDecision] = field(default_factory=list)
     pages: int = 1
     seconds: float = 0.0
+    #: Decisions that act, over all pages.
+    actions: int = 0
 
 
 @dataclass

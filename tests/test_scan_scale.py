@@ -1,7 +1,8 @@
 """Blocklist scans at fleet scale (issue 14): what the scan activity hands to Temporal stays far below the
 2 MB payload limit at 100,000 IPs, with a handful of listings and in the worst case allowed (every zone of
-the shipped catalogue lists every IP and domain of one tenant); pages past the first round-trip through the
-database; a scan that started on the earlier code replays.
+the shipped catalogue lists every IP and domain of one tenant), and so does everything else the scan sends
+while it acts page by page (continue-as-new input, result, saga starts, alerts); pages past the first
+round-trip through the database; scans that started on earlier code replay.
 
 Sizes are measured with temporalio's default data converter, as the worker serializes the result. The
 synthetic scans have no DNS (100,000 x 12 queries are the bench's business: bench/blocklists.py)."""
@@ -9,6 +10,7 @@ synthetic scans have no DNS (100,000 x 12 queries are the bench's business: benc
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from pathlib import Path
 
 from temporalio.converter import DataConverter
@@ -27,7 +29,7 @@ from models.failover import (
     tenant_scan_decisions,
 )
 from models.scan_contracts import ScanOutcome, ScanPageRequest
-from models.scan_pages import PAGE_BYTES
+from models.scan_pages import PAGE_BYTES, decision_size, paginate
 from tests import failover_support as fs
 
 LIMIT = 2 * 1024 * 1024  # Temporal's default blob size limit per payload
@@ -91,11 +93,17 @@ def test_a_handful_of_listings_in_100k_ips_is_a_few_kilobytes() -> None:
     assert size < 8 * 1024
 
 
+@functools.cache
+def _worst() -> tuple[ScanReport, list[ScanDecision]]:
+    """Every zone of the catalogue lists every IP and domain of one 100,000-IP tenant."""
+    return _scan(set(range(N)), everywhere=True)
+
+
 def test_worst_case_every_zone_lists_every_ip_stays_far_below_the_limit() -> None:
     """The worst shape allowed: 100,000 new listings on every IP and domain zone of the catalogue, one
     tenant (blast radius: all held). Each decision is bounded (its zones, SAME_SCAN_SHOWN siblings), so
     pages are bounded in bytes whatever their number."""
-    report, decisions = _scan(set(range(N)), everywhere=True)
+    report, decisions = _worst()
     outcome, pages = outcome_of(report, decisions)
     assert outcome.pages == len(pages) > 1
     assert sum(len(p) for p in pages) == N
@@ -116,7 +124,8 @@ def test_pages_and_answers_round_trip_through_the_database(db_url: str) -> None:
     from activities.db import session_scope
     from models.failover_tables import BlocklistScanAnswer, BlocklistScanRun
 
-    tenant = {"fo-c": [(f"127.0.41.{n}", "active", None) for n in range(1, 26)]}
+    tenant: dict[str, list[tuple[str, str, str | None]]] = {
+        "fo-c": [(f"127.0.41.{n}", "active", None) for n in range(1, 26)]}
     fs.seed(db_url, tenant)
     entry = ListedEntry("test-zen", "zen.test", ["127.0.0.2"], "SBL", "https://check.spamhaus.org/")
     targets = [TargetReport("ip", a, "fo-c", listed=[entry]) for a, _, _ in tenant["fo-c"]]
@@ -154,6 +163,76 @@ def test_scan_of_the_earlier_code_replays() -> None:
     f = Path(__file__).parent / "data" / "scan-history-v1.json"
     asyncio.run(Replayer(workflows=[BlocklistScanWorkflow]).replay_workflow(
         WorkflowHistory.from_json("scan-v1", f.read_text())))
+
+
+def test_scan_before_paging_replays() -> None:
+    """A scan recorded from the code before PAGED_PATCH (three decision pages read first, then twelve
+    decisions acted on in one run, the blast-radius summary at the end) replays on today's workflow."""
+    import asyncio
+
+    from temporalio.client import WorkflowHistory
+    from temporalio.worker import Replayer
+
+    from workflows.blocklist_scan import BlocklistScanWorkflow
+
+    f = Path(__file__).parent / "data" / "scan-history-v2.json"
+    history = WorkflowHistory.from_json("scan-v2", f.read_text())
+    pages = [e for e in history.events if e.HasField("activity_task_scheduled_event_attributes")
+             and e.activity_task_scheduled_event_attributes.activity_type.name == "blocklist_scan_page"]
+    assert len(pages) == 2  # pages 1 and 2 read before acting: the path under test
+    asyncio.run(Replayer(workflows=[BlocklistScanWorkflow]).replay_workflow(history))
+
+
+def test_a_page_holds_at_least_one_decision() -> None:
+    _, decisions = _scan({1, 2, 3}, everywhere=False)
+    acting = [d for d in decisions if d.action != ScanAction.NONE]
+    for page_bytes in (-5, 0, 1):
+        assert paginate(acting, page_bytes) == [[d] for d in acting]
+    assert paginate([], 1) == [[]] and paginate(acting) == [acting]
+
+
+def test_what_the_paged_scan_carries_and_sends_at_100k_stays_far_below_the_limit() -> None:
+    """The rest of what crosses Temporal while a 100,000-IP worst-case scan acts, at its largest: the
+    continue-as-new input and the result (also the `summary` query) after 100,000 sagas and as many
+    problems (lists capped, counts exact), thousands of tenants over their blast radius, a saga's start
+    (request and FailoverInput) and the blast-radius and problems alerts of the largest decision."""
+    from activities.alerts import Alert
+    from models.failover import listed_by_scan, saga_id
+    from models.failover_contracts import FailoverInput, StartSagaRequest
+    from models.scan_contracts import ScanInput, ScanProgress, ScanSummary
+    from models.scan_progress import SHOWN, blast_radius_alert, first_blast_alert, problems_text, remember
+
+    _, decisions = _worst()
+    worst = max(decisions[:500], key=decision_size)  # every decision has the same shape
+    assert listed_by_scan(worst) == N
+    zones = [f"{z.zone}: self-test failed: {'x' * 200}" for z in load_catalog().zones]
+    s = ScanSummary(targets=2 * N, queries=N * 15, listed=N * 15, broken_zones=zones, pages=N, actions=N)
+    p = ScanProgress(s, broken_keys=[z.name for z in load_catalog().zones])
+    tenants = [f"t{i:05d}".ljust(63, "x") for i in range(N // 2)]  # 50,000 tenants of 2 IPs, longest names
+    for i in range(N):
+        tenant = tenants[i // 2]
+        remember(s, "sagas", saga_id(tenant, _address(i)))
+        remember(s, "problems", f"{_address(i)} start_saga: {'activity error: ' * 50}")
+        remember(s, "retired", _address(i))
+        first_blast_alert(p, tenant)
+        s.acted = s.pages_done = i + 1
+    assert s.counts == {"sagas": N, "problems": N, "retired": N} and len(s.sagas) == len(s.problems) == SHOWN
+    assert len(p.blast_alerted) == SHOWN and p.blast_alerted[-1] == tenants[-1]
+    assert not first_blast_alert(p, tenants[-1])
+    req = StartSagaRequest(worst.tenant, worst.address, list(worst.listings), "scan blocklist-scan/x",
+                           list(worst.same_scan), worst.blast_radius)
+    sizes = {
+        "continue-as-new input": _size(ScanInput(progress=p)),
+        "result and summary query": _size(s),
+        "saga start": _size(req),
+        "saga input": _size(FailoverInput(req.tenant, req.address, req.listings, req.detected_by, req.same_scan,
+                                          req.blast_radius)),
+        "blast-radius alert": _size(Alert("k", *blast_radius_alert(worst), "critical")),
+        "problems alert": _size(Alert("k", "Blocklist scan: actions failed", problems_text(s), "critical")),
+    }
+    print(f"\n100,000 IPs, all listed everywhere, bytes: {sizes}")
+    assert all(size < FAR_BELOW for size in sizes.values()), sizes
+    assert problems_text(s).endswith(f"... and {N - SHOWN} more")
 
 
 def test_outcome_type_round_trips() -> None:

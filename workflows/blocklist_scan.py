@@ -16,10 +16,21 @@ stay in the database, only counts and the decisions that act come back (paged by
   still listed -> quarantine extended; listed again after the maximum extensions -> retiring + alert.
 Zones that failed their self-test are reported (alert) and their answers never act.
 Webhooks (issue 15, patched): `blocklist.listed` for each new listing that starts a saga, `ip.retired`.
+
+Page by page (PAGED_PATCH): the decisions are acted on one page at a time, and between pages the scan
+continues as new (after `pages_per_run` pages, when the server suggests it, or past MAX_RUN_EVENTS)
+carrying only ScanProgress: the summary with capped lists (its pages_done is the cursor), the broken
+zones' names and the last tenants alerted; pools of joined failovers are deployed before each run ends,
+so nothing carried grows with the fleet. Every decision was taken by the scan activity before the
+first page, so the breaker evidence and the blast radius stay one decision per scan and tenant
+whatever the runs; the blast-radius alert goes out at the tenant's first held decision, the
+broken-zones and problems alerts once, at the end of the last run. The `summary` query shows the
+progress across runs. Scans recorded before the patch (all pages first, then acting) replay unchanged.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from temporalio import workflow
@@ -33,7 +44,15 @@ with workflow.unsafe.imports_passed_through():
     from models.deploys import DeployOutcome, DeployPoolRequest
     from models.failover import ScanAction, ScanDecision
     from models.failover_contracts import StartSagaRequest, StartSagaResult
-    from models.scan_contracts import FleetScanRequest, ScanInput, ScanOutcome, ScanPageRequest, ScanSummary
+    from models.scan_contracts import (
+        FleetScanRequest,
+        ScanInput,
+        ScanOutcome,
+        ScanPageRequest,
+        ScanProgress,
+        ScanSummary,
+    )
+    from models.scan_progress import blast_radius_alert, first_blast_alert, problems_text, remember
     from models.warmup_contracts import StartWarmupRequest
     from workflows.webhook_events import emit
 
@@ -45,14 +64,23 @@ DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30),
 ALERT_BUDGET = timedelta(minutes=2)
 #: Scans from here on run "blocklist_fleet_scan" (issue 14); earlier histories replay the three activities.
 FLEET_SCAN_PATCH = "fleet-scan-one-activity"
+#: Scans from here on act page by page and continue as new between pages; earlier histories replay the
+#: path that reads every page first.
+PAGED_PATCH = "scan-pages-continue-as-new"
+#: A run continues as new past this many events even unsuggested (the time-skipping server never
+#: suggests; a default server does at 4,096 events), below the 10,240-event warning.
+MAX_RUN_EVENTS = 8000
 
 
 @workflow.defn(name="BlocklistScanWorkflow")
 class BlocklistScanWorkflow:
-    def __init__(self) -> None:
-        self._summary = ScanSummary()
-        self._phase = "starting"
-        #: Tenants with a quarantined IP whose running saga this scan joined: their pool is deployed once.
+    @workflow.init
+    def __init__(self, inp: ScanInput) -> None:
+        self._progress = inp.progress or ScanProgress()
+        self._summary = self._progress.summary
+        self._phase = "act" if inp.progress else "starting"
+        #: Tenants with a quarantined IP whose running saga this run joined: their pool is deployed once,
+        #: at the end of the run.
         self._converge: set[str] = set()
 
     @workflow.query
@@ -66,21 +94,79 @@ class BlocklistScanWorkflow:
     @workflow.run
     async def run(self, inp: ScanInput) -> ScanSummary:
         wid = workflow.info().workflow_id
-        s = self._summary
-        if workflow.patched(FLEET_SCAN_PATCH):
+        if inp.progress is not None:  # a later run: only the paged path continues as new
+            return await self._paged(inp, wid, None)
+        if not workflow.patched(FLEET_SCAN_PATCH):
+            decisions, broken_keys = await self._report_scan(inp, wid)
+        elif not workflow.patched(PAGED_PATCH):
             decisions, broken_keys = await self._fleet_scan(inp, wid)
         else:
-            decisions, broken_keys = await self._report_scan(inp, wid)
+            return await self._paged(inp, wid, await self._scan(inp, wid))
+        # Before PAGED_PATCH: every decision in this run, then the blast-radius summaries.
         self._phase = "act"
         for d in decisions:
-            try:
-                await self._act(d, wid)
-            except ActivityError as err:
-                s.problems.append(f"{d.address} {d.action.value}: {err.cause or err}")
+            await self._act_or_report(d, wid)
         await self._blast_radius_alerts(decisions, wid)
+        self._progress.broken_keys = broken_keys
+        return await self._finish(wid)
+
+    async def _paged(self, inp: ScanInput, wid: str, out: ScanOutcome | None) -> ScanSummary:
+        """Act on the decisions page by page from the cursor (summary.pages_done); continue as new
+        between pages when the run's history has grown."""
+        p, s = self._progress, self._summary
+        s.runs += 1
+        page = list(out.decisions) if out is not None else None  # page 0 came with the scan's result
+        if out is not None:
+            s.pages, s.actions, p.broken_keys = out.pages, out.actions, list(out.broken_zones)
+        self._phase = "act"
+        pages_here = 0
+        while s.pages_done < s.pages:
+            if pages_here and self._history_grown(inp, pages_here):
+                await self._deploy_joined(wid)
+                workflow.continue_as_new(replace(inp, progress=p))
+            if page is None:
+                try:
+                    page = await self._page(wid, s.pages_done)
+                except ActivityError as err:  # the database stayed down past the budget: report what was done
+                    remember(s, "problems", f"decision page {s.pages_done} of {s.pages} unreadable, "
+                                            f"{s.actions - s.acted} decisions not acted on: {err.cause or err}")
+                    break
+            for d in page:
+                await self._act_or_report(d, wid)
+                s.acted += 1
+                if d.blast_radius and first_blast_alert(p, d.tenant):
+                    await self._alert(f"{wid}/blast-radius/{d.tenant}", *blast_radius_alert(d), "critical")
+            s.pages_done += 1
+            pages_here += 1
+            page = None
+        return await self._finish(wid)
+
+    @staticmethod
+    def _history_grown(inp: ScanInput, pages_here: int) -> bool:
+        info = workflow.info()
+        return (pages_here >= max(1, inp.pages_per_run) or info.is_continue_as_new_suggested()
+                or info.get_current_history_length() >= MAX_RUN_EVENTS)
+
+    async def _finish(self, wid: str) -> ScanSummary:
+        """The end of the scan (its last run): pools of joined unfinished failovers, then one alert for
+        the broken zones and one for the actions that failed."""
+        s = self._summary
+        await self._deploy_joined(wid)
+        if s.broken_zones:
+            await self._alert(f"blocklist-scan/broken/{','.join(sorted(self._progress.broken_keys))}",
+                              "Blocklist zones failed their self-test",
+                              "Their answers were ignored in this scan:\n" + "\n".join(s.broken_zones), "warning")
+        if s.problems:
+            await self._alert(f"{wid}/problems", "Blocklist scan: actions failed", problems_text(s), "critical")
+        self._phase = "done"
+        return s
+
+    async def _deploy_joined(self, wid: str) -> None:
+        """Deploy the pools of tenants whose running, unfinished failover this run joined: a saga that
+        started on earlier code may hold with its quarantined IP still in the pool (a no-op when the MTA
+        already agrees with the database). At the end of each run, so nothing of it is carried."""
+        s = self._summary
         for tenant in sorted(self._converge):
-            # A saga that started on earlier code may hold with its quarantined IP still in the pool: deploy
-            # the newest inventory (a no-op when the MTA already agrees with the database).
             try:
                 out: DeployOutcome = await workflow.execute_activity(
                     "deploy_tenant_pool", DeployPoolRequest(tenant, "quarantined IPs of unfinished failovers out of "
@@ -89,35 +175,39 @@ class BlocklistScanWorkflow:
                     heartbeat_timeout=timedelta(seconds=30), schedule_to_close_timeout=DB_BUDGET,
                     retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30),
                                              non_retryable_error_types=["DeployFailed", "UnknownTenant"]))
-                s.deployed.append(f"{tenant}: {out.host} generation {out.generation}")
+                remember(s, "deployed", f"{tenant}: {out.host} generation {out.generation}")
             except ActivityError as err:
-                s.problems.append(f"deploy of {tenant}'s pool: {err.cause or err}")
-        if s.broken_zones:
-            await self._alert(f"blocklist-scan/broken/{','.join(sorted(broken_keys))}",
-                              "Blocklist zones failed their self-test",
-                              "Their answers were ignored in this scan:\n" + "\n".join(s.broken_zones), "warning")
-        if s.problems:
-            await self._alert(f"{wid}/problems", "Blocklist scan: actions failed", "\n".join(s.problems), "critical")
-        self._phase = "done"
-        return s
+                remember(s, "problems", f"deploy of {tenant}'s pool: {err.cause or err}")
+        self._converge.clear()
 
-    async def _fleet_scan(self, inp: ScanInput, wid: str) -> tuple[list[ScanDecision], list[str]]:
+    async def _scan(self, inp: ScanInput, wid: str) -> ScanOutcome:
         """One activity scans, evaluates and records; only counts and the decisions that act come back
-        (the first page inline, the rest page by page)."""
+        (the first page inline)."""
         s = self._summary
         self._phase = "scan"
         out: ScanOutcome = await workflow.execute_activity(
-            "blocklist_fleet_scan", FleetScanRequest(inp.tenant, wid), result_type=ScanOutcome,
-            start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=timedelta(seconds=60),
+            "blocklist_fleet_scan", FleetScanRequest(inp.tenant, wid, page_bytes=max(1, inp.page_bytes)),
+            result_type=ScanOutcome, start_to_close_timeout=timedelta(minutes=30),
+            heartbeat_timeout=timedelta(seconds=60),
             retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["BadScanRequest",
                                                                                     "UnknownTenant"]))
         s.targets, s.queries, s.listed, s.broken_zones = out.targets, out.queries, out.listed, list(out.broken)
+        return out
+
+    async def _page(self, wid: str, page: int) -> list[ScanDecision]:
+        decisions: list[ScanDecision] = await workflow.execute_activity(
+            "blocklist_scan_page", ScanPageRequest(wid, page), result_type=list[ScanDecision],
+            start_to_close_timeout=DB_TIMEOUT, schedule_to_close_timeout=DB_BUDGET, retry_policy=DB_RETRY)
+        return decisions
+
+    async def _fleet_scan(self, inp: ScanInput, wid: str) -> tuple[list[ScanDecision], list[str]]:
+        """Before PAGED_PATCH: the scan, then every page, before acting. Kept so that a scan running
+        across the upgrade replays; new scans never take this path."""
+        out = await self._scan(inp, wid)
         self._phase = "evaluate"
         decisions = list(out.decisions)
         for page in range(1, out.pages):
-            decisions += await workflow.execute_activity(
-                "blocklist_scan_page", ScanPageRequest(wid, page), result_type=list[ScanDecision],
-                start_to_close_timeout=DB_TIMEOUT, schedule_to_close_timeout=DB_BUDGET, retry_policy=DB_RETRY)
+            decisions += await self._page(wid, page)
         return decisions, list(out.broken_zones)
 
     async def _report_scan(self, inp: ScanInput, wid: str) -> tuple[list[ScanDecision], list[str]]:
@@ -143,7 +233,8 @@ class BlocklistScanWorkflow:
         return decisions, [b.zone for b in report.broken]
 
     async def _blast_radius_alerts(self, decisions: list[ScanDecision], wid: str) -> None:
-        """One urgent summary per tenant over its blast radius (each held saga also alerts, with buttons)."""
+        """Before PAGED_PATCH: one urgent summary per tenant over its blast radius, after every action
+        (each held saga also alerts, with buttons)."""
         held: dict[str, list[ScanDecision]] = {}
         for d in decisions:
             if d.blast_radius:
@@ -167,6 +258,12 @@ class BlocklistScanWorkflow:
         except ActivityError:
             workflow.logger.exception("alert %s could not be sent", key)
 
+    async def _act_or_report(self, d: ScanDecision, wid: str) -> None:
+        try:
+            await self._act(d, wid)
+        except ActivityError as err:
+            remember(self._summary, "problems", f"{d.address} {d.action.value}: {err.cause or err}")
+
     async def _act(self, d: ScanDecision, wid: str) -> None:
         s = self._summary
         if d.action in (ScanAction.START_SAGA, ScanAction.RESUME_SAGA):
@@ -176,7 +273,7 @@ class BlocklistScanWorkflow:
                                                         same_scan=list(d.same_scan), blast_radius=d.blast_radius),
                 result_type=StartSagaResult, start_to_close_timeout=DB_TIMEOUT, schedule_to_close_timeout=DB_BUDGET,
                 retry_policy=DB_RETRY)
-            s.sagas.append(res.workflow_id)
+            remember(s, "sagas", res.workflow_id)
             if d.action == ScanAction.START_SAGA:
                 await emit("blocklist.listed", {
                     "tenant": d.tenant, "ip": d.address, "failover": res.workflow_id,
@@ -192,9 +289,9 @@ class BlocklistScanWorkflow:
             if not changed:
                 return
             if d.action == ScanAction.EXTEND:
-                s.extended.append(d.address)
+                remember(s, "extended", d.address)
             elif d.action == ScanAction.RETIRE:
-                s.retired.append(d.address)
+                remember(s, "retired", d.address)
                 await self._alert(f"retire/{d.address}", f"{d.tenant}: {d.address} retiring",
                                   f"{d.address} ({d.tenant}) was {d.detail}: "
                                   f"{'; '.join(lst.describe() for lst in d.listings)}. It is retiring and will not "
@@ -209,7 +306,7 @@ class BlocklistScanWorkflow:
                         schedule_to_close_timeout=DB_BUDGET,
                         retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30),
                                                  non_retryable_error_types=["WarmupRefused"]))
-                    s.rewarming.append(d.address)
+                    remember(s, "rewarming", d.address)
                 except ActivityError as err:
                     await self._alert(f"rewarm/{d.address}", f"{d.tenant}: {d.address} resting, re-warm refused",
                                       f"{d.address} left quarantine clean and is resting, but its warmup could not "

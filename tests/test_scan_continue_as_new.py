@@ -1,0 +1,196 @@
+"""BlocklistScanWorkflow acting page by page across continue-as-new runs (issue 14), on the time-skipping
+server with the real activities and a real database (SQLite and PostgreSQL).
+
+One decision per page (page_bytes=1) and three pages per run force four runs for twelve acting decisions
+of every kind: a retirement, a failover run again, an extension (made to fail: a problem), a new listing,
+a re-warm, and seven listings of one tenant over its blast radius. Each decision is acted on exactly once
+(spies around the real activities count the calls), the blast-radius, broken-zones and problems alerts go
+out once per scan, and the `summary` query shows the progress across runs while a later run is busy. The
+scan's DNS side is a fixed report under the real "blocklist_fleet_scan" (the blocklist feature tests it
+against rbldnsd); the server never suggests continue-as-new, so the page bound is what continues here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections import Counter
+from typing import Any
+
+from sqlmodel import select
+from temporalio import activity
+from temporalio.client import Client, WorkflowHistory
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Replayer
+
+from activities.blocklists import BrokenZone, ListedEntry, ScanReport, TargetReport
+from activities.db import session_scope
+from activities.failover import QuarantineAction, apply_quarantine_action
+from activities.fleet_scan import fleet_scan_activity_with
+from client.relay import start_failover_saga, start_ip_warmup
+from models.failover import saga_id
+from models.failover_contracts import StartSagaRequest, StartSagaResult
+from models.failover_tables import BlocklistScanRun
+from models.scan_contracts import ScanInput, ScanSummary
+from models.tables import BlocklistEvent, SendingIp
+from models.warmup_contracts import StartWarmupRequest
+from tests import failover_support as fs
+from workflows.blocklist_scan import BlocklistScanWorkflow
+
+# fo-c: 25 sending IPs; seven listings exceed its blast radius (five).
+Fleet = dict[str, list[tuple[str, str, str | None]]]
+WIDE: Fleet = {"fo-c": [(f"127.0.41.{n}", "active", None) for n in range(51, 76)]}
+WIDE["fo-c"] += [("127.0.41.91", "standby", None), ("127.0.41.92", "standby", None)]
+HELD = [f"127.0.41.{n}" for n in (52, 54, 56, 58, 60, 62, 64)]
+BLOCK_AT = HELD[2]  # page 7: the third run is busy acting on it while the test queries
+EXTEND_FAILS = "127.0.40.13"
+
+
+def _entry(zone: str = "zen.test") -> ListedEntry:
+    return ListedEntry(zone="test-zen", zone_name=zone, codes=["127.0.0.2"], meaning="SBL",
+                       delist_url="https://check.spamhaus.org/")
+
+
+LISTED = {"127.0.40.11": [_entry()], "127.0.40.31": [_entry()], "fo13.example": [_entry("dbl.test")],
+          **{a: [_entry()] for a in HELD}}
+
+
+def _fake_scan() -> Any:
+    async def scanner(targets: Any, **_: Any) -> ScanReport:
+        reports = [TargetReport(t.kind, t.value, t.tenant, listed=list(LISTED.get(t.value, []))) for t in targets]
+        now = dt.datetime.now(dt.UTC).isoformat()
+        return ScanReport(started_at=now, finished_at=now, zones=["test-zen"],
+                          broken=[BrokenZone("test-broken", "broken.test", "self-test: 127.0.0.2 not listed")],
+                          targets=reports, queries=len(reports), listed=sum(map(len, LISTED.values())))
+
+    return fleet_scan_activity_with(scanner)
+
+
+def _seed(url: str) -> None:
+    fs.seed(url, {**fs.FLEET, **WIDE})
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    future = dt.datetime.now(dt.UTC) + dt.timedelta(days=3)
+    quarantine = {"127.0.40.11": (past, 3), "127.0.40.12": (future, 0), "127.0.40.13": (past, 1),
+                  "127.0.40.32": (past, 2)}
+    with session_scope(url) as s:
+        for ip in s.exec(select(SendingIp).where(SendingIp.address.in_(list(quarantine)))):  # type: ignore[attr-defined]
+            ip.quarantine_until, ip.quarantine_extensions = quarantine[ip.address]
+            ip.status, ip.weight, ip.daily_quota = "quarantine", 0, 0  # type: ignore[assignment]
+            s.add(ip)
+            if ip.address == "127.0.40.12":  # quarantined by a failover that never recorded an outcome
+                s.add(BlocklistEvent(ip_id=ip.id, zone="zen.test", workflow_id=saga_id("fo-a", ip.address)))
+
+
+class Spies:
+    """Same-named activities that count each call of the scan (the sagas call some of them too), then run
+    the real activity (one injected failure, and one call held until the test has looked at the scan)."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[tuple[str, str]] = Counter()
+        self.blocked = asyncio.Event()
+        self.release = asyncio.Event()
+
+    def count(self, kind: str, address: str) -> None:
+        if activity.info().workflow_type == "BlocklistScanWorkflow":
+            self.calls[kind, address] += 1
+
+    def activities(self) -> list[Any]:
+        @activity.defn(name="start_failover_saga")
+        async def saga(req: StartSagaRequest) -> StartSagaResult:
+            self.count("saga", req.address)
+            if req.address == BLOCK_AT:
+                self.blocked.set()
+                await self.release.wait()
+            return await start_failover_saga(req)
+
+        @activity.defn(name="blocklist_quarantine_action")
+        async def quarantine(req: QuarantineAction) -> bool:
+            self.count(req.action, req.address)
+            if req.address == EXTEND_FAILS:
+                raise ApplicationError("injected: database refused the extension", non_retryable=True)
+            return await asyncio.to_thread(apply_quarantine_action, req)
+
+        @activity.defn(name="start_ip_warmup")
+        async def warmup(req: StartWarmupRequest) -> str:
+            self.count("warmup", req.address)
+            return await start_ip_warmup(req)
+
+        return [saga, quarantine, warmup]
+
+
+async def _runs(client: Client, wid: str, first_run: str) -> list[WorkflowHistory]:
+    """Every run's history, following the continue-as-new chain from the first run."""
+    out, run_id = [], first_run
+    while run_id:
+        history = await client.get_workflow_handle(wid, run_id=run_id).fetch_history()
+        out.append(history)
+        last = history.events[-1]
+        run_id = (last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+                  if last.HasField("workflow_execution_continued_as_new_event_attributes") else "")
+    return out
+
+
+async def test_every_decision_acted_on_once_across_runs(temporal_time_skipping, db_url: str) -> None:
+    url, alerts, spies = db_url, fs.AlertLog(), Spies()
+    _seed(url)
+    env = temporal_time_skipping
+    client = env.client
+    wid = f"scan-{uuid.uuid4().hex[:6]}"
+    async with fs.engine_worker(client, [alerts.activity(), _fake_scan(), *spies.activities()]) as queue:
+        handle = await client.start_workflow(BlocklistScanWorkflow.run, ScanInput(page_bytes=1, pages_per_run=3),
+                                             id=wid, task_queue=queue, result_type=ScanSummary)
+        first_run = handle.result_run_id
+        assert first_run
+        await asyncio.wait_for(spies.blocked.wait(), timeout=60)
+        # the third run is acting on page 7: the summary carries what the first two runs did
+        running = client.get_workflow_handle(wid)
+        mid: ScanSummary = await running.query(BlocklistScanWorkflow.summary)
+        assert await running.query(BlocklistScanWorkflow.phase) == "act"
+        assert (mid.runs, mid.pages, mid.pages_done, mid.actions, mid.acted) == (3, 12, 7, 12, 7)
+        assert mid.sagas == [saga_id("fo-a", "127.0.40.12"), saga_id("fo-b", "127.0.40.31"),
+                             saga_id("fo-c", HELD[0]), saga_id("fo-c", HELD[1])]
+        assert (mid.retired, mid.rewarming, mid.extended) == (["127.0.40.11"], ["127.0.40.32"], [])
+        assert len(mid.problems) == 1 and mid.problems[0].startswith(f"{EXTEND_FAILS} extend:")
+        assert mid.targets == 2 * (4 + 2 + 25) and mid.listed == len(LISTED) and mid.broken_zones
+        spies.release.set()
+        with env.auto_time_skipping_disabled():  # held sagas must not time out while the scan finishes
+            summary = await handle.result()
+        assert await running.query(BlocklistScanWorkflow.summary) == summary  # the last run answers too
+        histories = await _runs(client, wid, first_run)
+        for wf in summary.sagas:
+            await fs.end_workflow(client, wf)
+
+    # four runs, each replaying on today's code
+    assert summary.runs == len(histories) == 4
+    for history in histories:
+        await Replayer(workflows=[BlocklistScanWorkflow]).replay_workflow(history)
+    assert (summary.pages, summary.pages_done, summary.actions, summary.acted) == (12, 12, 12, 12)
+    # each acting decision acted on exactly once, in the scan's order
+    with session_scope(url) as s:
+        [run] = s.exec(select(BlocklistScanRun).where(BlocklistScanRun.workflow_id == wid)).all()
+        acting = {d["address"]: d["action"] for d in run.decisions if d["action"] != "none"}
+    kind = {"start_saga": "saga", "resume_saga": "saga", "rest_and_rewarm": "rest_and_rewarm"}
+    expected = Counter((kind.get(a, a), address) for address, a in acting.items()) + Counter(
+        {("warmup", "127.0.40.32"): 1})
+    assert spies.calls == expected and set(spies.calls.values()) == {1}
+    assert acting["127.0.40.12"] == "resume_saga" and acting[EXTEND_FAILS] == "extend" and len(acting) == 12
+    assert summary.sagas == [saga_id("fo-a", "127.0.40.12"), saga_id("fo-b", "127.0.40.31"),
+                             *(saga_id("fo-c", a) for a in HELD)]
+    assert summary.counts == {"sagas": 9, "retired": 1, "rewarming": 1, "problems": 1}
+    assert (summary.retired, summary.rewarming, summary.extended) == (["127.0.40.11"], ["127.0.40.32"], [])
+    # one alert per scan: blast radius (per tenant), broken zones, problems; the retirement once
+    keys = Counter(a.key for a in alerts.alerts)
+    for key in (f"{wid}/blast-radius/fo-c", "blocklist-scan/broken/test-broken", f"{wid}/problems",
+                "retire/127.0.40.11"):
+        assert keys[key] == 1, (key, keys)
+    by_key = {a.key: a for a in alerts.alerts}
+    blast = by_key[f"{wid}/blast-radius/fo-c"]
+    assert blast.severity == "critical" and "7 IPs of fo-c" in blast.title
+    assert "this scan lists 7 of the tenant's 25 sending IPs" in blast.body
+    assert all(a in blast.body for a in HELD) and "zen.test" in blast.body
+    assert EXTEND_FAILS in by_key[f"{wid}/problems"].body and "injected" in by_key[f"{wid}/problems"].body
+    # nothing of fo-c was quarantined (all held), the retirement and the re-warm took effect
+    st = fs.statuses(url)
+    assert all(st[a] == "active" for a in HELD)
+    assert st["127.0.40.11"] == "retiring" and st["127.0.40.32"] == "warming" and st[EXTEND_FAILS] == "quarantine"
