@@ -9,6 +9,8 @@ same concurrency; the scanner also self-tests every zone and classifies each ans
 not_listed / unknown), pydnsbl counts any answer as listed. Each round runs both, alternating;
 the best round and the median of each are reported. dnspython's own async resolver (one socket per query) is shown
 on a sample for reference. Bounded in time: every query has a 2 s deadline.
+
+The same scan of a whole fleet through Temporal (database, decisions, payload sizes): bench/fleet_scan.py.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import asyncio
 import ipaddress
 import statistics
 import time
+from collections.abc import Sequence
 
 import aiodns
 from pydnsbl import DNSBLIpChecker
@@ -25,7 +28,7 @@ from pydnsbl.providers import Provider
 
 from activities.blocklists import ScanTarget, scan
 from activities.dnsbl_resolver import DnspythonResolver, MuxResolver
-from models.blocklist import Catalog, Kind, load_catalog
+from models.blocklist import Catalog, Kind, Zone, load_catalog
 from models.settings import Settings
 from tests.servers.rbldnsd import Rbldnsd
 
@@ -67,6 +70,21 @@ async def _dnspython(ips: list[str], zones: list[str], settings: Settings, concu
     return time.perf_counter() - t, len(names)
 
 
+def seed_listings(bl: Rbldnsd, ip_zones: Sequence[Zone], ips: Sequence[str]) -> None:
+    """5% of the IPs listed in two zones, 1% answering an error code (unknown for the scanner, "listed"
+    for pydnsbl); every other query is NXDOMAIN."""
+    entries_by_zone: dict[str, dict[str, list[str]]] = {z.name: {} for z in ip_zones}
+    for i, ip in enumerate(ips):
+        if i % 20 == 0:
+            for z in (ip_zones[i % len(ip_zones)], ip_zones[(i + 3) % len(ip_zones)]):
+                entries_by_zone[z.name][ip] = bl.defaults[z.zone]
+        elif i % 100 == 1:
+            entries_by_zone[ip_zones[0].name][ip] = ["127.255.255.254"]
+    for z in ip_zones:
+        served = bl.zone_of(z.name)
+        bl.set_entries(z.name, {**served.entries, **entries_by_zone[z.name]})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ips", type=int, default=1000)
@@ -80,16 +98,7 @@ def main() -> None:
     catalog = Catalog(tuple(ip_zones), "bench")
     ips = _ips(args.ips)
     with Rbldnsd.for_catalog(catalog) as bl:
-        entries_by_zone: dict[str, dict[str, list[str]]] = {z.name: {} for z in ip_zones}
-        for i, ip in enumerate(ips):
-            if i % 20 == 0:  # 5% listed in two zones
-                for z in (ip_zones[i % len(ip_zones)], ip_zones[(i + 3) % len(ip_zones)]):
-                    entries_by_zone[z.name][ip] = bl.defaults[z.zone]
-            elif i % 100 == 1:  # 1% answer an error code (unknown for us, "listed" for pydnsbl)
-                entries_by_zone[ip_zones[0].name][ip] = ["127.255.255.254"]
-        for z in ip_zones:
-            served = bl.zone_of(z.name)
-            bl.set_entries(z.name, {**served.entries, **entries_by_zone[z.name]})
+        seed_listings(bl, ip_zones, ips)
         settings = Settings(dns_resolvers=bl.resolver, dns_timeout=2.0)
         zones = [z.zone for z in ip_zones]
 
