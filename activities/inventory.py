@@ -114,6 +114,9 @@ def apply_inventory(inv: InventoryFile, *, actor: str, url: str | None = None, d
                 "max_bounce_rate": t.max_bounce_rate, "max_complaint_rate": t.max_complaint_rate,
                 "min_open_rate": t.min_open_rate, "min_delivered_share": t.min_delivered_share,
                 "bounce_domain": t.bounce_domain, "fbl_domain": t.fbl_domain,
+                "active_guard": t.active_guard.value if t.active_guard else None,
+                "guard_step_down_phase": t.guard_step_down_phase.value if t.guard_step_down_phase else None,
+                "guard_max_capacity_loss_share": t.guard_max_capacity_loss_share,
             })
             mw = session.exec(select(MailwizzServer).where(MailwizzServer.tenant_id == tenant.id)).first()
             _upsert(session, report, "mailwizz_server", t.name, mw, MailwizzServer,

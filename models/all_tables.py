@@ -5,6 +5,7 @@ import models.deploy_history
 import models.dns_tables
 import models.failover_tables
 import models.firewall_tables
+import models.guard_tables
 import models.ops_tables
 import models.rotation_tables
 import models.tables

@@ -9,7 +9,8 @@ A finding wins over incompleteness: a listing seen through a half-broken scan is
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Protocol
 
 CLEAN = 0
 FOUND = 1
@@ -33,3 +34,18 @@ def dns_status(states: Mapping[str, int]) -> int:
     if states.get("fail", 0):
         return FOUND
     return INCOMPLETE if states.get("unknown", 0) else CLEAN
+
+
+class _Judged(Protocol):
+    @property
+    def verdict(self) -> str: ...
+
+
+def guard_status(ips: Iterable[_Judged], steps: bool) -> int:
+    """`email-engine guard run`: a real excess (a step taken or held now, or an IP judged step-down/pause
+    that an earlier run already handled) is a finding; IPs held on insufficient data or not yet clear
+    make it incomplete."""
+    verdicts = {ip.verdict for ip in ips}
+    if steps or verdicts & {"step-down", "pause"}:
+        return FOUND
+    return INCOMPLETE if verdicts & {"hold-insufficient-data", "not-yet-clear"} else CLEAN

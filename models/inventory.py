@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from models import firewall as fw
 from models import names
 from models import webhooks as wh
+from models.active_guard import GuardAction
 from models.enums import IpPurpose, IpStatus, MtaBackend, WarmupPhase
 
 Hostname = Annotated[str, AfterValidator(names.hostname)]
@@ -95,6 +96,13 @@ class TenantEntry(_Strict):
     #: Domain of the address registered with the mailbox providers' feedback loops (fbl@<domain>). Its
     #: MX is the MTA host, where <feedback-loop-processor> writes `f` records (User's Guide 12.7).
     fbl_domain: Domain | None = None
+    #: Guard on active IPs (models/active_guard.py; None: the settings' defaults): what a real bounce or
+    #: complaint excess of an active IP does (step_down: re-warm from `guard_step_down_phase`; pause: out
+    #: of the pool), and the share of the tenant's daily capacity the guard may remove in a day without
+    #: an operator (> 0: at 0 nothing could ever act on its own).
+    active_guard: GuardAction | None = None
+    guard_step_down_phase: WarmupPhase | None = None
+    guard_max_capacity_loss_share: float | None = Field(default=None, gt=0, le=1)
     mailwizz: MailwizzEntry
     ips: list[IpEntry] = Field(min_length=1)
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.enums import WarmupPhase
 
 
 class Settings(BaseSettings):
@@ -110,6 +113,21 @@ class Settings(BaseSettings):
     spamhaus_dqs_key: SecretStr | None = None
     #: Blocklist DNS queries in flight at once during a scan.
     blocklist_concurrency: int = Field(default=100, ge=1, le=10_000)
+
+    # --- Guard on active IPs (issue 15, models/active_guard.py; a tenant may override the first three) ---
+    #: What a real bounce or complaint excess of an active IP does: step_down (re-warm) or pause.
+    guard_action: Literal["step_down", "pause"] = "step_down"
+    #: The phase a stepped-down IP re-warms from (week_5: 1,000/day, see models/active_guard.py).
+    guard_step_down_phase: WarmupPhase = WarmupPhase.WEEK_5
+    #: Share of a tenant's daily capacity the guard removes in a day without an operator; further
+    #: steps that day hold for approve/deny (the tenant's first step always may).
+    guard_max_capacity_loss_share: float = Field(default=0.2, gt=0, le=1)
+    #: UTC hour of the daily Schedule `active-guard` (after the first hourly accounting ingests of the day).
+    guard_hour: int = Field(default=2, ge=0, le=23)
+    #: A held step is denied after this many hours without an operator's answer.
+    guard_approval_timeout_hours: float = Field(default=24, gt=0, le=24 * 30)
+    #: How long after a step its Undo/Restore button (and `guard undo`) still works.
+    guard_undo_hours: float = Field(default=72, gt=0, le=24 * 30)
 
     # --- Operators' side (integrations helper): Telegram, MailWizz, metrics ---
     #: Telegram bot token; empty: alerts go to the log only.

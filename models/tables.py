@@ -58,6 +58,11 @@ class Tenant(SQLModel, table=True):
     # Bounce and feedback-loop report domains (migration 0011); None: not processed.
     bounce_domain: str | None = Field(default=None, max_length=253)
     fbl_domain: str | None = Field(default=None, max_length=253)
+    # Guard on active IPs (migration 0020; None: the settings' defaults; models/active_guard.py):
+    # step_down | pause, the phase a step-down re-warms from, the day's automatic capacity-loss limit.
+    active_guard: str | None = Field(default=None, max_length=16)
+    guard_step_down_phase: str | None = Field(default=None, max_length=16)
+    guard_max_capacity_loss_share: float | None = None
 
 
 class MailwizzServer(SQLModel, table=True):
