@@ -12,6 +12,7 @@ from cli import dns as dns_cli
 from cli import doctor as doctor_cli
 from cli import failover as failover_cli
 from cli import firewall as firewall_cli
+from cli import guard as guard_cli
 from cli import mailwizz as mailwizz_cli
 from cli import mta as mta_cli
 from cli import rotation as rotation_cli
@@ -47,6 +48,7 @@ app.command(name="doctor")(doctor_cli.doctor)
 app.command(name="codec-server")(codec_cli.codec_server)
 app.add_typer(webhooks_cli.app, name="webhooks")
 app.add_typer(firewall_cli.app, name="firewall")
+app.add_typer(guard_cli.app, name="guard")
 
 
 @app.command()

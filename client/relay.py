@@ -17,7 +17,9 @@ of the recorded histories:
   subscribed receiver (idempotent on the event id) and wake their delivery workflows; quick whatever
   the receivers do (workflows/webhook_events.py);
 - "wake_webhook_receivers" (no argument -> receivers): wake every receiver with pending rows (after an
-  accounting ingest queued contact events).
+  accounting ingest queued contact events);
+- "start_guard_step" (GuardStepInput -> StartGuardStepResult): the active guard starts one IP's step
+  (`guard/<tenant>/<ip>`), or finds it running (a retry; or another, still open, step of that IP).
 """
 
 from __future__ import annotations
@@ -34,12 +36,14 @@ from temporalio.exceptions import ApplicationError
 from activities.keepalive import heartbeating
 from client.deploys import request_deploy
 from client.failovers import start_saga
+from client.guard import start_step
 from client.warmups import cancel_warmup, start_warmup
 from client.webhooks import wake, wake_pending
 from models import names
 from models.deploys import DeployOutcome, DeployPoolRequest, HostDeployResult
 from models.errors import WarmupError
 from models.failover_contracts import StartSagaRequest, StartSagaResult
+from models.guard_contracts import GuardStepInput, StartGuardStepResult
 from models.warmup_contracts import CancelWarmupRequest, StartWarmupRequest
 from models.webhooks import WebhookEvent
 
@@ -129,6 +133,12 @@ async def deploy_tenant_pool(req: DeployPoolRequest) -> DeployOutcome:
     return DeployOutcome(host=host, generation=result.generation, changed=result.changed, message=result.message)
 
 
+@activity.defn(name="start_guard_step")
+@heartbeating
+async def start_guard_step(inp: GuardStepInput) -> StartGuardStepResult:
+    return await start_step(activity.client(), inp, activity.info().task_queue)
+
+
 @activity.defn(name="emit_webhook_event")
 @heartbeating
 async def emit_webhook_event(event: WebhookEvent) -> list[str]:
@@ -150,4 +160,5 @@ async def wake_webhook_receivers() -> list[str]:
 
 
 RELAY_ACTIVITIES: list[Callable[..., Any]] = [start_failover_saga, start_ip_warmup, cancel_ip_warmup,
-                                              deploy_tenant_pool, emit_webhook_event, wake_webhook_receivers]
+                                              deploy_tenant_pool, emit_webhook_event, wake_webhook_receivers,
+                                              start_guard_step]

@@ -20,6 +20,7 @@ SEVERITY_ICON = {"critical": "\U0001f6a8", "warning": "\u26a0\ufe0f", "info": "\
 ALLOWED_ACTIONS: tuple[tuple[str, str, frozenset[str]], ...] = (
     ("failover/", "update", frozenset({"approve", "deny"})),
     ("warmup/", "signal", frozenset({"pause", "resume"})),
+    ("guard/", "update", frozenset({"approve", "deny", "undo"})),
 )
 _WORKFLOW_ID = re.compile(r"^[a-z]+/[a-z0-9][a-z0-9-]{0,62}/[0-9A-Fa-f.:]{2,45}$")
 
@@ -66,7 +67,8 @@ def parse_id_list(text: str, setting: str) -> frozenset[int]:
 
 
 def action_allowed(workflow_id: str, kind: str, name: str) -> bool:
-    """Only the ChatOps actions the engine defines: failover approve/deny, warmup pause/resume."""
+    """Only the ChatOps actions the engine defines: failover approve/deny, warmup pause/resume, guard
+    step approve/deny/undo."""
     if not _WORKFLOW_ID.match(workflow_id):
         return False
     return any(workflow_id.startswith(prefix) and kind == k and name in names
@@ -78,9 +80,10 @@ WARMUP_BUTTON_TTL = dt.timedelta(days=8)
 
 
 def binds_run(workflow_id: str) -> bool:
-    """Whether a button is bound to the run that sent it. A failover saga is one incident per run
-    (its id is reused per IP); a warmup continues as new, so its buttons name their pause instead."""
-    return workflow_id.startswith("failover/")
+    """Whether a button is bound to the run that sent it. A failover saga or a guard step is one
+    incident per run (its id is reused per IP); a warmup continues as new, so its buttons name their
+    pause instead."""
+    return workflow_id.startswith(("failover/", "guard/"))
 
 
 def button_ttl(workflow_id: str, approval_timeout_hours: float) -> dt.timedelta:

@@ -62,6 +62,10 @@ def test_id_lists_and_allowed_actions() -> None:
     assert not action_allowed("warmup/client-1/45.1.2.3", "update", "pause")  # wrong kind
     assert not action_allowed("failover/client-2/45.124.20.7", "update", "terminate")
     assert not action_allowed("mta-deploy/pmta-1", "signal", "pause")
+    for name in ("approve", "deny", "undo"):  # the active guard's step (issue 15)
+        assert action_allowed("guard/client-1/45.123.10.7", "update", name)
+    assert not action_allowed("guard/client-1/45.123.10.7", "signal", "undo")
+    assert not action_allowed("guard/client-1/45.123.10.7", "update", "terminate")
 
 
 def test_rate_limiter_spaces_messages_per_chat() -> None:

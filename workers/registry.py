@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from activities.accounting import ingest_host_accounting, list_accounting_hosts
+from activities.active_guard import ACTIVITIES as GUARD_ACTIVITIES
 from activities.alerts import send_alert
 from activities.blocklists import blocklist_scan_targets, scan_blocklists
 from activities.dns_checks import check_dns_batch, check_dns_domain, dns_target_span, list_dns_targets
@@ -26,6 +27,7 @@ from client.relay import RELAY_ACTIVITIES
 
 def workflows() -> list[type]:
     from workflows.accounting import AccountingIngestWorkflow
+    from workflows.active_guard import ActiveGuardWorkflow, GuardStepWorkflow
     from workflows.blocklist_scan import BlocklistScanWorkflow
     from workflows.dns_validation import DnsValidationWorkflow
     from workflows.failover import FailoverSaga
@@ -35,7 +37,8 @@ def workflows() -> list[type]:
     from workflows.webhooks import WebhookDeliveryWorkflow
 
     return [MtaDeployWorkflow, FailoverSaga, BlocklistScanWorkflow, DnsValidationWorkflow, IpWarmupWorkflow,
-            AccountingIngestWorkflow, MailwizzSyncWorkflow, WebhookDeliveryWorkflow]
+            AccountingIngestWorkflow, MailwizzSyncWorkflow, WebhookDeliveryWorkflow, ActiveGuardWorkflow,
+            GuardStepWorkflow]
 
 
 def activities() -> list[Callable[..., Any]]:
@@ -47,5 +50,7 @@ def activities() -> list[Callable[..., Any]]:
             load_warmup_context, apply_warmup_step,
             list_accounting_hosts, ingest_host_accounting,
             deliver_webhooks, give_up_webhook,
-            # relays (start_failover_saga, start_ip_warmup, cancel_ip_warmup, deploy_tenant_pool, webhooks)
+            *GUARD_ACTIVITIES,
+            # relays (start_failover_saga, start_ip_warmup, cancel_ip_warmup, deploy_tenant_pool, webhooks,
+            # start_guard_step)
             *RELAY_ACTIVITIES]
