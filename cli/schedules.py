@@ -10,7 +10,7 @@ import typer
 from cli.common import JsonOpt, console, print_json, run_temporal
 
 app = typer.Typer(help="The engine's Temporal Schedules: blocklist-scan, dns-validation, accounting-ingest, "
-                       "mailwizz-sync.", no_args_is_help=True)
+                       "mailwizz-sync, active-guard.", no_args_is_help=True)
 
 @app.command()
 def apply(
@@ -57,6 +57,9 @@ def list_(json_out: bool = JsonOpt) -> None:
         console.print("missing Schedules: run `email-engine schedules apply`", highlight=False)
 
 
+NAME_HELP = "blocklist-scan, dns-validation, accounting-ingest, mailwizz-sync or active-guard"
+
+
 def _actor() -> str:
     try:
         return getpass.getuser()
@@ -66,7 +69,7 @@ def _actor() -> str:
 
 @app.command()
 def pause(
-    name: str = typer.Argument(..., help="blocklist-scan, dns-validation, accounting-ingest or mailwizz-sync"),
+    name: str = typer.Argument(..., help=NAME_HELP),
     reason: str = typer.Option(..., "--reason", "-r", help="Why (shown in the Web UI and `schedules list`)."),
 ) -> None:
     """Pause one Schedule: no runs until it is unpaused (`schedules apply` keeps it paused)."""
@@ -78,7 +81,7 @@ def pause(
 
 @app.command()
 def unpause(
-    name: str = typer.Argument(..., help="blocklist-scan, dns-validation, accounting-ingest or mailwizz-sync"),
+    name: str = typer.Argument(..., help=NAME_HELP),
     reason: str = typer.Option(..., "--reason", "-r", help="Why (shown in the Web UI and `schedules list`)."),
 ) -> None:
     """Unpause one Schedule: its runs start again at the next scheduled time."""

@@ -72,9 +72,11 @@ class ScheduleRow:
 
 
 def wanted(settings: Settings, only: Sequence[str] | None = None) -> list[sm.ScheduleDef]:
-    """The Schedules the settings describe (all four, or the named ones)."""
+    """The Schedules the settings describe (all of them, or the named ones)."""
     from models.dns_contracts import WORKFLOW_ID as DNS_WORKFLOW_ID
     from models.dns_contracts import DnsValidationInput
+    from models.guard_contracts import RUN_WORKFLOW as GUARD_WORKFLOW
+    from models.guard_contracts import GuardRunInput
     from models.scan_contracts import ScanInput
     from workflows.accounting import AccountingIngestInput
     from workflows.mailwizz_sync import MailwizzSyncInput
@@ -97,6 +99,10 @@ def wanted(settings: Settings, only: Sequence[str] | None = None) -> list[sm.Sch
         sm.ScheduleDef(sm.MAILWIZZ_SYNC, "MailwizzSyncWorkflow", "mailwizz-sync", q,
                        args=dataclasses.asdict(MailwizzSyncInput()), every_seconds=3600, offset_seconds=1200,
                        note="hourly: MailWizz delivery-server check and campaign figures per tenant"),
+        sm.ScheduleDef(sm.ACTIVE_GUARD, GUARD_WORKFLOW, sm.ACTIVE_GUARD, q, args=dataclasses.asdict(GuardRunInput()),
+                       daily_hour_utc=settings.guard_hour, time_zone="UTC", execution_timeout_seconds=2 * 3600,
+                       note="daily: every active IP's 7-day bounce and complaint rates; step down or pause on a "
+                            "real excess"),
     ]
     if only:
         for name in only:

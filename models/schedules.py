@@ -15,8 +15,9 @@ BLOCKLIST_SCAN = "blocklist-scan"
 DNS_VALIDATION = "dns-validation"
 ACCOUNTING_INGEST = "accounting-ingest"
 MAILWIZZ_SYNC = "mailwizz-sync"
+ACTIVE_GUARD = "active-guard"
 #: Every Schedule the engine needs, in the order they are applied and listed.
-NAMES = (BLOCKLIST_SCAN, DNS_VALIDATION, ACCOUNTING_INGEST, MAILWIZZ_SYNC)
+NAMES = (BLOCKLIST_SCAN, DNS_VALIDATION, ACCOUNTING_INGEST, MAILWIZZ_SYNC, ACTIVE_GUARD)
 
 
 @dataclass(frozen=True)

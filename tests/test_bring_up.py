@@ -1,7 +1,7 @@
 """The README's bring-up, as deploy/bring-up.sh runs it, on a fresh Temporal dev server this test
 starts by hand (no search attributes, no Schedules: what `deploy/temporal` gives an operator), with a
 fresh database and the engine worker started as systemd would. It must end with `doctor` all ✅,
-four Schedules listed, the warming IPs' workflows running, and no password printed; run twice, the
+five Schedules listed, the warming IPs' workflows running, and no password printed; run twice, the
 second run changes nothing."""
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def test_bring_up_on_a_fresh_cluster(fresh_cluster: str, tmp_path: Path, postgre
             schedules = json.loads(cli("schedules", "list", "--json").stdout)
             assert [(s["name"], s["present"], s["paused"]) for s in schedules] == [
                 ("blocklist-scan", True, False), ("dns-validation", True, False),
-                ("accounting-ingest", True, False), ("mailwizz-sync", True, False)]
+                ("accounting-ingest", True, False), ("mailwizz-sync", True, False), ("active-guard", True, False)]
             assert all(s["next_run"] for s in schedules)
             warmups = json.loads(cli("warmup", "status", "--json").stdout)
             assert sorted(w["address"] for w in warmups) == WARMING

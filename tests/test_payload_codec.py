@@ -100,7 +100,7 @@ async def test_encrypted_on_the_server_and_decoded_by_the_codec_server(temporal_
         desc = await raw.get_schedule_handle("dns-validation").describe()
         assert desc.schedule.action.args[0].metadata["encoding"] == ENCODING  # type: ignore[union-attr]
     finally:
-        for name in ("blocklist-scan", "dns-validation", "accounting-ingest", "mailwizz-sync"):
+        for name in ("blocklist-scan", "dns-validation", "accounting-ingest", "mailwizz-sync", "active-guard"):
             await raw.get_schedule_handle(name).delete()
 
     # the codec server, as the Web UI calls it

@@ -76,7 +76,8 @@ async def test_apply_is_idempotent_keeps_a_pause_and_lists(temporal_local, engin
         assert r.exit_code == 0, r.output
         for line in ("schedule blocklist-scan: created (every 4 h)", "schedule dns-validation: created (daily at "
                      "06:00 UTC)", "schedule accounting-ingest: created (every 1 h)",
-                     "schedule mailwizz-sync: created (every 1 h (+20 min))"):
+                     "schedule mailwizz-sync: created (every 1 h (+20 min))",
+                     "schedule active-guard: created (daily at 02:00 UTC)"):
             assert line in r.output
         r = await engine_cli("schedules", "apply", "--json")
         assert {o["name"]: o["action"] for o in json.loads(r.output)["schedules"]} == dict.fromkeys(sm.NAMES,
