@@ -1,7 +1,7 @@
 """Guard on active IPs: the tenant's policy and the guard's steps (issue 15)
 
 Revision ID: 0020
-Revises: 0019
+Revises: 0021
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "0020"
-down_revision: str | None = "0019"
+down_revision: str | None = "0021"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
