@@ -32,6 +32,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.db import session_scope
 from activities.keepalive import heartbeating
+from activities.webhooks import queue_in
 from models import dns_auth
 from models.dns_auth import INVALID, ITEMS, UNKNOWN, ItemResult
 from models.dns_contracts import DnsBatchRequest, DnsBatchResult, DnsSpan
@@ -41,6 +42,7 @@ from models.names import domain as valid_domain
 from models.names import tenant as valid_tenant
 from models.settings import Settings, get_settings
 from models.tables import SendingDomain, SendingIp, Tenant
+from models.webhooks import dns_failed
 
 #: Resolver failures: the answer is unknown, not negative.
 RESOLVER_ERRORS: tuple[type[BaseException], ...] = (
@@ -274,8 +276,12 @@ def state_of(items: dict[str, Any]) -> str:
     return "fail" if INVALID in statuses else "unknown"
 
 
-def persist(result: DomainCheck, url: str | None = None) -> dict[str, Any]:
-    """Store one check (history row + the domain's flags); returns a summary with the state change."""
+def persist(result: DomainCheck, url: str | None = None, webhook_day: str | None = None) -> dict[str, Any]:
+    """Store one check (history row + the domain's flags); returns a summary with the state change.
+
+    `webhook_day` (the validation's day): a failing check also queues its `dns.failed` webhook event in
+    the same transaction (models.webhooks.dns_failed), so the check and its event are recorded together
+    or not at all; the summary's "webhooks" then says whether a receiver got it."""
     items = result.items_dict()
     with session_scope(url) as session:
         domain = session.get(SendingDomain, result.target.domain_id)
@@ -293,7 +299,11 @@ def persist(result: DomainCheck, url: str | None = None) -> dict[str, Any]:
         domain.ptr_valid = dns_auth.flag(result.items["ptr"].status)
         domain.last_check_at = result.checked_at
         session.add(domain)
-    return summary(result, state_of(previous.items) if previous else None)
+        out = summary(result, state_of(previous.items) if previous else None)
+        if webhook_day:
+            event = dns_failed(webhook_day, out)
+            out["webhooks"] = bool(event and queue_in(session, [event]))
+    return out
 
 
 def summary(result: DomainCheck, previous_state: str | None) -> dict[str, Any]:
@@ -374,7 +384,7 @@ def check_batch(req: DnsBatchRequest, url: str | None = None, checker: Checker |
             result = fut.result()
             if isinstance(result, DomainCheck):
                 try:
-                    summary = persist(result, url)
+                    summary = persist(result, url, webhook_day=req.day or None)
                 except ValueError as exc:  # left the inventory since the page was read
                     result = str(exc)
                 else:
@@ -384,6 +394,7 @@ def check_batch(req: DnsBatchRequest, url: str | None = None, checker: Checker |
                     out.failing += state == "fail"
                     out.unknown += state not in ("pass", "fail")
                     out.changes += changed([summary])
+                    out.webhooks += bool(summary.get("webhooks"))
             if isinstance(result, str):
                 out.checked += 1
                 out.errors += 1

@@ -73,6 +73,9 @@ class DnsBatchRequest:
     through_id: int
     limit: int
     concurrency: int = 8
+    #: The validation's day (YYYY-MM-DD): failing domains queue their `dns.failed` webhook event for it
+    #: ("" on requests recorded before the event existed: none is queued).
+    day: str = ""
 
 
 @dataclass
@@ -90,3 +93,5 @@ class DnsBatchResult:
     more: bool = False
     changes: list[dict[str, Any]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    #: `dns.failed` events queued for at least one receiver (the workflow wakes the receivers).
+    webhooks: int = 0

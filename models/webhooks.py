@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models import names
+from models.dns_auth import INVALID, ITEMS, UNKNOWN
 
 #: Fleet events, then the contact feedback lead sources need to stop reusing bad addresses.
 FLEET_EVENTS = ("ip.quarantined", "ip.standby_activated", "ip.retired", "warmup.phase_changed", "warmup.paused",
@@ -162,6 +163,26 @@ def headers(secrets: list[str], msg_id: str, when: dt.datetime, body: str) -> di
 
 def subscribed(events: list[str], etype: str) -> bool:
     return etype in events
+
+
+def dns_failed(day: str, summary: dict[str, Any]) -> WebhookEvent | None:
+    """The `dns.failed` event of one domain's check in the validation of `day` (a summary of
+    activities.dns_checks), or None unless an authentication check is invalid (an unknown answer is not
+    a failure). The id is the day, the domain, its IP and the failing checks: a retried batch or a second
+    validation the same day with the same failures queues nothing again; a new failure is a new event."""
+    items = summary.get("items") or {}
+    failed = [n for n in ITEMS if (items.get(n) or {}).get("status") == INVALID]
+    if not failed:
+        return None
+    tenant, domain, ip = str(summary["tenant"]), str(summary["domain"]), str(summary["ip"])
+    return WebhookEvent(
+        id=stable_id("dns", day, tenant, domain, ip, ",".join(failed)), type="dns.failed",
+        occurred_at=str(summary["checked_at"]),
+        data={"tenant": tenant, "domain": domain, "ip": ip, "day": day,
+              "failed": [{"check": n, "reason": str(items[n].get("reason") or "")} for n in failed],
+              "unknown": [{"check": n, "reason": str((items.get(n) or {}).get("reason") or "")}
+                          for n in ITEMS if (items.get(n) or {}).get("status", UNKNOWN) == UNKNOWN],
+              "previous_state": summary.get("previous_state")})
 
 
 def contact_kind(record_type: str, bounce_category: str) -> str | None:

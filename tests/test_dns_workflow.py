@@ -279,11 +279,97 @@ def test_batch_resumes_after_its_last_heartbeat(sqlite_url: str, fleet: DnsFleet
 
 
 def test_validation_of_the_earlier_code_replays() -> None:
-    """A validation recorded before the batches (every name through Temporal, one activity per domain)
-    replays on today's workflow: one running across the upgrade finishes instead of failing."""
+    """Validations recorded by earlier code replay on today's workflow, so one running across an upgrade
+    finishes instead of failing: v1, before the batches (every name through Temporal, one activity per
+    domain); v2, batched but before the `dns.failed` webhooks (failing domains, continue-as-new: its first
+    and its last run)."""
     from temporalio.client import WorkflowHistory
     from temporalio.worker import Replayer
 
-    f = Path(__file__).parent / "data" / "dns-validation-history-v1.json"
-    asyncio.run(Replayer(workflows=[DnsValidationWorkflow]).replay_workflow(
-        WorkflowHistory.from_json("dns-validation-v1", f.read_text())))
+    files = sorted((Path(__file__).parent / "data").glob("dns-validation-history-v*.json"))
+    assert [f.name for f in files] == ["dns-validation-history-v1.json", "dns-validation-history-v2-first.json",
+                                       "dns-validation-history-v2-last.json"]
+    replayer = Replayer(workflows=[DnsValidationWorkflow])
+    for f in files:
+        asyncio.run(replayer.replay_workflow(WorkflowHistory.from_json(f.stem, f.read_text())))
+
+
+async def test_failing_domains_send_signed_dns_failed_webhooks_once_per_day(
+        temporal_time_skipping, sqlite_url: str, fleet: DnsFleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every failing domain of a validation becomes one `dns.failed` event (tenant, domain, IP, the checks
+    that failed and why), queued with its check and delivered signed to the receiver subscribed to it, in
+    batches across continue-as-new; a second validation the same day sends nothing again; a domain that
+    starts failing sends its event. A receiver not subscribed to dns.failed gets nothing. Real NSD, the
+    registry's worker (relay, delivery workflow), a real receiver verifying with `standardwebhooks`."""
+    from activities.webhooks import outbox
+    from tests import failover_support as fs
+    from tests.webhook_receiver import SECRET, Receiver, inventory_webhooks
+
+    assert fleet.server is not None
+    monkeypatch.setenv("EMAIL_ENGINE_DNS_RESOLVERS", fleet.server.resolvers_setting)
+    monkeypatch.setenv("EMAIL_ENGINE_DNS_TIMEOUT", "1")
+    monkeypatch.setenv("EMAIL_ENGINE_WEBHOOK_SECRETS", f"dns-hook={SECRET},fleet-hook={SECRET}")
+    get_settings.cache_clear()
+    receiver, other = Receiver("127.0.20.240"), Receiver("127.0.20.241")
+    apply_inventory(parse(fleet.inventory() + "\n" + inventory_webhooks(
+        ("dns-hook", receiver.url, ["dns.failed"]), ("fleet-hook", other.url, ["ip.quarantined"]))),
+        actor="test", url=sqlite_url)
+    log = AlertLog()
+    client = temporal_time_skipping.client
+    small = DnsValidationInput(concurrency=4, batch_size=4, batches_per_run=2)
+
+    async def validate() -> DnsValidationStatus:
+        return await client.execute_workflow(DnsValidationWorkflow.run, small,
+                                             id=f"dns-validation-w-{uuid.uuid4().hex[:6]}", task_queue=queue,
+                                             result_type=DnsValidationStatus)
+
+    async def delivered(n: int) -> None:
+        for _ in range(300):
+            if len(receiver.verified) >= n and all(r.status == "delivered" for r in outbox("dns-hook", sqlite_url)):
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{len(receiver.verified)} of {n} events delivered")
+
+    def failing_now() -> dict[str, list[str]]:
+        """domain -> its invalid checks, from the latest check of each domain in the database."""
+        with session_scope(sqlite_url) as session:
+            rows = session.exec(select(DnsCheck, SendingDomain).join(
+                SendingDomain, col(SendingDomain.id) == DnsCheck.domain_id).order_by(col(DnsCheck.id))).all()
+            latest = {d.name: c.items for c, d in rows}
+        return {d: sorted(k for k, v in items.items() if v["status"] == "invalid")
+                for d, items in latest.items() if state_of(items) == "fail"}
+
+    with receiver, other, temporal_time_skipping.auto_time_skipping_disabled():
+        async with fs.engine_worker(client, [log.activity()]) as queue:
+            first = await validate()
+            failing = failing_now()
+            assert first.runs == 3 and first.failing == len(failing) >= 10
+            await delivered(len(failing))
+            second = await validate()  # the same day, the same failures: nothing new
+            assert second.failing == len(failing) and failing_now() == failing
+            # a passing domain starts failing: its DKIM key no longer matches the published one
+            case = next(c for c in CASES.values()
+                        if c.domain not in failing and c.expect.get("dkim", "valid") == "valid")
+            key = Path(fleet.target(case.name).key_path)
+            kept = key.read_bytes()
+            key.write_bytes(_pem(_rsa(2048)))
+            try:
+                third = await validate()
+            finally:
+                key.write_bytes(kept)
+            assert third.failing == len(failing) + 1
+            await delivered(len(failing) + 1)
+            await asyncio.sleep(0.5)  # nothing else arrives
+    assert receiver.rejected == [] and other.verified == [] and other.rejected == []
+    assert receiver.types() == ["dns.failed"] * (len(failing) + 1)
+    assert len(set(receiver.ids())) == len(receiver.ids())
+    bodies = [r.body["data"] for r in receiver.verified]
+    got = {d["domain"]: sorted(f["check"] for f in d["failed"]) for d in bodies[:-1]}
+    assert got == failing
+    last = bodies[-1]
+    assert (last["tenant"], last["domain"], last["ip"]) == ("dns-t", case.domain, case.ip)
+    assert [f["check"] for f in last["failed"]] == ["dkim"] and last["failed"][0]["reason"]
+    assert last["previous_state"] == "pass" and last["unknown"] == []
+    spf = next(d for d in bodies if d["domain"] == CASES["spf-missing-ip"].domain)
+    assert spf["failed"][0]["check"] == "spf" and spf["failed"][0]["reason"]
+    assert all(d["day"] == bodies[0]["day"] for d in bodies)

@@ -79,6 +79,30 @@ def test_contact_kind_only_for_bad_addresses() -> None:
     assert wh.contact_kind("d", "bad-mailbox") is None
 
 
+def test_dns_failed_only_for_invalid_checks_with_an_id_per_day_domain_and_failures() -> None:
+    summary = {"tenant": "t1", "domain": "d.example", "ip": "192.0.2.1", "checked_at": "2026-11-29T06:00:00+00:00",
+               "previous_state": "pass", "items": {
+                   "spf": {"status": "invalid", "reason": "192.0.2.1 not authorized"},
+                   "dkim": {"status": "valid", "reason": "matches"},
+                   "dmarc": {"status": "unknown", "reason": "timeout"},
+                   "ptr": {"status": "invalid", "reason": "no PTR"}}}
+    ev = wh.dns_failed("2026-11-29", summary)
+    assert ev is not None and ev.type == "dns.failed" and wh.event_id(ev.id) == ev.id
+    assert ev.occurred_at == "2026-11-29T06:00:00+00:00"
+    assert ev.data == {"tenant": "t1", "domain": "d.example", "ip": "192.0.2.1", "day": "2026-11-29",
+                       "failed": [{"check": "spf", "reason": "192.0.2.1 not authorized"},
+                                  {"check": "ptr", "reason": "no PTR"}],
+                       "unknown": [{"check": "dmarc", "reason": "timeout"}], "previous_state": "pass"}
+    again = wh.dns_failed("2026-11-29", {**summary, "checked_at": "2026-11-29T07:00:00+00:00"})
+    assert again is not None and again.id == ev.id  # the same day and failures: the same event
+    other_day = wh.dns_failed("2026-11-30", summary)
+    fewer = wh.dns_failed("2026-11-29", {**summary, "items": {**summary["items"], "ptr": {"status": "valid"}}})
+    assert other_day is not None and fewer is not None and len({ev.id, other_day.id, fewer.id}) == 3
+    # an unknown answer is not a failure; nor is a warning
+    unknown = {"spf": {"status": "unknown"}, "dkim": {"status": "warn"}}
+    assert wh.dns_failed("2026-11-29", {**summary, "items": unknown}) is None
+
+
 def test_since_parsing() -> None:
     now = dt.datetime(2026, 11, 29, 12, tzinfo=dt.UTC)
     assert parse_since("6h", now) == now - dt.timedelta(hours=6)

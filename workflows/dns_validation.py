@@ -14,6 +14,13 @@ of state (newly failing, not checkable, recovered) and the domains that could no
 without changes sends nothing.
 
 Runs that started before the batches (BATCH_PATCH absent) replay their per-domain path unchanged.
+
+Webhooks (issue 15): a batch queues one `dns.failed` event per failing domain in the transaction that
+records its check (activities/dns_checks.py; id: the validation's day, domain, IP and failing checks),
+so domain names still never cross Temporal; the run then wakes the receivers (before continuing as new
+and at the end), only when a batch queued something. The wake is under the patch of
+workflows/webhook_events.py: histories recorded before it (tests/data/dns-validation-history-v2-*.json)
+replay unchanged.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         DnsValidationStatus,
     )
     from models.dns_progress import add_batch, summary_alert
+    from workflows.webhook_events import wake_receivers
 
 #: Validations from here on check pages of domains and continue as new (issue 14).
 BATCH_PATCH = "dns-validation-batches"
@@ -80,24 +88,31 @@ class DnsValidationWorkflow:
                 "dns_target_span", inp.tenant, result_type=DnsSpan, start_to_close_timeout=DB_TIMEOUT,
                 schedule_to_close_timeout=BUDGET, retry_policy=DB_RETRY)
             st.total, p.last_id, p.day = span.total, span.last_id, f"{workflow.now():%Y-%m-%d}"
-        batches = 0
+        batches = queued = 0
         while p.cursor < p.last_id:
             if batches >= max(1, inp.batches_per_run) or (batches and workflow.info().is_continue_as_new_suggested()):
+                if queued:
+                    await wake_receivers()
                 workflow.continue_as_new(replace(inp, progress=p))
             try:
                 batch: DnsBatchResult = await workflow.execute_activity(
                     "check_dns_batch",
-                    DnsBatchRequest(inp.tenant, p.cursor, p.last_id, max(1, inp.batch_size), inp.concurrency),
+                    DnsBatchRequest(inp.tenant, p.cursor, p.last_id, max(1, inp.batch_size), inp.concurrency,
+                                    day=p.day),
                     result_type=DnsBatchResult, start_to_close_timeout=BATCH_TIMEOUT,
                     heartbeat_timeout=BATCH_HEARTBEAT, schedule_to_close_timeout=BUDGET, retry_policy=DB_RETRY)
             except ActivityError as err:  # the database stayed down past the budget: report what was done
                 st.errors += 1
                 p.failures.append(f"checks stopped after {st.done} of {st.total} domains: {err.cause or err}")
+                queued += 1  # its attempts may have queued events before failing
                 break
             add_batch(p, batch)
+            queued += batch.webhooks
             batches += 1
             if not batch.more:
                 break
+        if queued:
+            await wake_receivers()
         text = summary_alert(p)
         if text:
             title, body, severity = text
