@@ -42,7 +42,7 @@ from models.accounting import AccountingParser, Contact
 from models.accounting_tables import AccountingFile
 from models.settings import get_settings
 from models.tables import DailyStat, MtaHost, SendingIp, utcnow
-from models.webhooks import CONTACT_EVENTS, WebhookEvent, stable_id
+from models.webhooks import ACCOUNTING_CONTACT_EVENTS, WebhookEvent, stable_id
 
 FP_BYTES = 4096
 CHUNK_BYTES = 8 * 1024 * 1024
@@ -132,7 +132,7 @@ def ingest_chunk(source: str, path: str, head: bytes, size: int, data: bytes, da
         ip_ids = {address: ip_id for ip_id, address, _ in inventory if ip_id is not None}
         vmtas = {vmta: address for _, address, vmta in inventory}
         # contact events (recipient addresses) are collected only for a subscribed receiver
-        wanted = any(subscribers(session, set(CONTACT_EVENTS)).values())
+        wanted = any(subscribers(session, set(ACCOUNTING_CONTACT_EVENTS)).values())
         parser = AccountingParser(vmtas, set(ip_ids), header, collect_contacts=wanted)
         consumed = parser.feed(data, final=False)
         r = parser.report

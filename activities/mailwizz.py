@@ -34,10 +34,12 @@ from models.mailwizz import (
     MailwizzNotFound,
     MailwizzProtocolError,
     MailwizzUnavailable,
+    Page,
     ServerCheck,
     attribute,
     check_mta_server,
     endpoint,
+    list_uid,
     parse_delivery_server,
     parse_keys,
     parse_page,
@@ -169,9 +171,17 @@ class MailwizzClient:
 
     async def campaign_unsubscribes(self, campaign_uid: str, page: int = 1) -> tuple[int, list[dict[str, Any]]]:
         """GET campaigns/{uid}/unsubscribes: (total count, newest records: reason, date_added, ...)."""
-        path = f"campaigns/{campaign_uid_(campaign_uid)}/unsubscribes"
-        p = parse_page(await self.get(path, {"page": page, "per_page": 50}))
+        p = await self.unsubscribes_page(campaign_uid, page)
         return p.count, p.records
+
+    async def unsubscribes_page(self, campaign_uid: str, page: int = 1) -> Page:
+        """One page (50) of GET campaigns/{uid}/unsubscribes, newest first."""
+        path = f"campaigns/{campaign_uid_(campaign_uid)}/unsubscribes"
+        return parse_page(await self.get(path, {"page": page, "per_page": 50}))
+
+    async def campaign_list_uid(self, campaign_uid: str) -> str:
+        """GET campaigns/{uid}: the uid of the list the campaign was sent to."""
+        return list_uid(await self.get(f"campaigns/{campaign_uid_(campaign_uid)}"))
 
 
 # --- tenant lookups -------------------------------------------------------------------------------

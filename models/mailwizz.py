@@ -7,6 +7,7 @@ have `data.count/total_pages/current_page/next_page/prev_page/records`. Counts m
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from dataclasses import dataclass, field
@@ -237,3 +238,75 @@ def attribute(delta: CampaignCounters, sent_by_ip: dict[str, int]) -> Attributio
     if not sent:
         return Attribution(unattributed=True)
     return Attribution(opens=_split(delta.opens, sent), clicks=_split(delta.clicks, sent))
+
+
+# --- unsubscribes (contact.unsubscribe webhooks) ----------------------------------------------------
+#
+# GET campaigns/{uid}/unsubscribes (since 1.9.15; notes/esp.md §1 "Endpoint list"): the campaign's
+# unsubscribe records, newest first (MW-SRC Campaign_unsubscribesController: `ORDER BY t.id DESC`, pages
+# of 10-50), each {ip_address, user_agent, reason, note, date_added, subscriber: {subscriber_uid, email}};
+# `date_added` is the database's DATETIME, in UTC (MW-SRC apps/common/config/main.php: the connection
+# runs `SET time_zone="+00:00"`). The campaign's list is in GET campaigns/{uid} (`data.record.list.list_uid`,
+# CampaignsController::actionView). A subscriber belongs to one list: list uid + subscriber uid name it.
+
+_EMAIL = re.compile(r"^[^\s@]{1,64}@[^\s@]{1,255}\Z")
+
+
+def list_uid(payload: Any) -> str:
+    """The list uid of GET campaigns/{uid} (checked like a campaign uid: it becomes part of an event id)."""
+    record = data_of(payload).get("record")
+    lst = record.get("list") if isinstance(record, dict) else None
+    uid = lst.get("list_uid") if isinstance(lst, dict) else None
+    try:
+        return campaign_uid(uid)
+    except ValueError:
+        raise MailwizzProtocolError(f"campaign without a valid list uid: {uid!r}"[:200]) from None
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    subscriber_uid: str
+    email: str
+    #: ISO 8601 UTC
+    at: str
+    reason: str = ""
+
+    @property
+    def marker(self) -> str:
+        """Names the record within its campaign (the cursor remembers the newest one read)."""
+        return f"{self.subscriber_uid}@{self.at}"
+
+
+def parse_unsubscribe(record: dict[str, Any]) -> Unsubscribe:
+    """One record of campaigns/{uid}/unsubscribes; MailwizzProtocolError when it is not usable."""
+    sub = record.get("subscriber")
+    if not isinstance(sub, dict):
+        raise MailwizzProtocolError("unsubscribe record without a subscriber")
+    try:
+        uid = campaign_uid(sub.get("subscriber_uid"))
+    except ValueError as exc:
+        raise MailwizzProtocolError(str(exc).replace("campaign uid", "subscriber uid")) from None
+    email = sub.get("email")
+    if not isinstance(email, str) or not _EMAIL.match(email.strip()):
+        raise MailwizzProtocolError(f"unsubscribe record of {uid}: not an email address")
+    try:
+        at = dt.datetime.fromisoformat(str(record.get("date_added")))
+    except ValueError:
+        raise MailwizzProtocolError(f"unsubscribe record of {uid}: date_added {record.get('date_added')!r}"[:200]
+                                    ) from None
+    at = at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at.astimezone(dt.UTC)
+    reason = record.get("reason")
+    return Unsubscribe(uid, email.strip(), at.isoformat(), reason[:500] if isinstance(reason, str) else "")
+
+
+def unread(records: list[Unsubscribe], marker: str, new: int) -> tuple[list[Unsubscribe], bool]:
+    """The records (newest first, as read so far) that come before the cursor, and whether the reading
+    is complete: up to the record named `marker` when there is one, else the newest `new` records (a
+    cursor set by count only). A marker not found means records were deleted: all of them are unread
+    (their event ids are stable, so ones already sent are recognised)."""
+    if marker:
+        for i, u in enumerate(records):
+            if u.marker == marker:
+                return records[:i], True
+        return records, False
+    return records[:max(new, 0)], len(records) >= new

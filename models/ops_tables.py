@@ -8,6 +8,8 @@
   run it is bound to and when it expires; `used_at` is set by one atomic UPDATE before acting.
 - `mailwizz_campaign_stat`: the last cumulative counters seen per MailWizz campaign; the daily
   figures are the difference to the previous reading.
+- `mailwizz_unsubscribe_cursor`: how far a campaign's unsubscribe records have been read (count and
+  newest record), so each sync reads only the new ones (contact.unsubscribe webhooks).
 """
 
 from __future__ import annotations
@@ -64,4 +66,19 @@ class MailwizzCampaignStat(SQLModel, table=True):
     bounces: int = 0
     hard_bounces: int = 0
     soft_bounces: int = 0
+    read_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class MailwizzUnsubscribeCursor(SQLModel, table=True):
+    __tablename__ = "mailwizz_unsubscribe_cursor"
+    __table_args__ = (UniqueConstraint("tenant_id", "campaign_uid", name="uq_mw_unsub_campaign"),)
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: int = Field(foreign_key="tenant.id")
+    campaign_uid: str = Field(max_length=64)
+    #: the campaign's list (GET campaigns/{uid}), read once
+    list_uid: str = Field(default="", max_length=64)
+    #: the campaign's unsubscribe count when last read: a stats `unsubscribes_count` above it means new records
+    read_count: int = 0
+    #: the newest record read (models.mailwizz.Unsubscribe.marker); "" when set by count only
+    marker: str = Field(default="", max_length=160)
     read_at: dt.datetime = Field(default_factory=utcnow)

@@ -28,11 +28,14 @@ from typing import Any
 
 from models import names
 from models.dns_auth import INVALID, ITEMS, UNKNOWN
+from models.mailwizz import Unsubscribe
 
 #: Fleet events, then the contact feedback lead sources need to stop reusing bad addresses.
 FLEET_EVENTS = ("ip.quarantined", "ip.standby_activated", "ip.retired", "warmup.phase_changed", "warmup.paused",
                 "warmup.resumed", "failover.held", "failover.completed", "dns.failed", "blocklist.listed")
-CONTACT_EVENTS = ("contact.hard_bounce", "contact.complaint")
+#: The contact events of the accounting ingest (contact_kind); contact.unsubscribe comes from MailWizz.
+ACCOUNTING_CONTACT_EVENTS = ("contact.hard_bounce", "contact.complaint")
+CONTACT_EVENTS = (*ACCOUNTING_CONTACT_EVENTS, "contact.unsubscribe")
 EVENT_TYPES = (*FLEET_EVENTS, *CONTACT_EVENTS)
 #: Sent only by `email-engine webhooks test`, to the receiver named, whatever it subscribes to.
 TEST_EVENT = "webhook.test"
@@ -183,6 +186,16 @@ def dns_failed(day: str, summary: dict[str, Any]) -> WebhookEvent | None:
               "unknown": [{"check": n, "reason": str((items.get(n) or {}).get("reason") or "")}
                           for n in ITEMS if (items.get(n) or {}).get("status", UNKNOWN) == UNKNOWN],
               "previous_state": summary.get("previous_state")})
+
+
+def contact_unsubscribe(tenant: str, list_uid: str, campaign_uid: str, u: Unsubscribe) -> WebhookEvent:
+    """`contact.unsubscribe` from a MailWizz unsubscribe record. The id is the tenant, list and subscriber:
+    the same unsubscribe read again (a retry, a second campaign of the list, a cursor reset) is one event."""
+    return WebhookEvent(
+        id=stable_id("unsubscribe", tenant, list_uid, u.subscriber_uid), type="contact.unsubscribe",
+        occurred_at=u.at,
+        data={"recipient": u.email, "tenant": tenant, "list_uid": list_uid, "subscriber_uid": u.subscriber_uid,
+              "campaign_uid": campaign_uid, "reason": u.reason or None, "source": "mailwizz"})
 
 
 def contact_kind(record_type: str, bounce_category: str) -> str | None:

@@ -186,6 +186,7 @@ async def test_sync_workflow_on_time_skipping_server(fleet: str, mailwizz: Mailw
 
     from activities.alerts import send_alert
     from activities.mailwizz import check_mailwizz_delivery_server, ingest_mailwizz_stats, mailwizz_tenants
+    from activities.mailwizz_unsubscribes import ingest_mailwizz_unsubscribes
     from workflows.mailwizz_sync import MailwizzSyncInput, MailwizzSyncWorkflow
 
     client = temporal_time_skipping.client
@@ -195,12 +196,13 @@ async def test_sync_workflow_on_time_skipping_server(fleet: str, mailwizz: Mailw
     with ThreadPoolExecutor(4) as pool:
         async with Worker(client, task_queue=queue, workflows=[MailwizzSyncWorkflow], activity_executor=pool,
                           activities=[mailwizz_tenants, check_mailwizz_delivery_server, ingest_mailwizz_stats,
-                                      send_alert]):
+                                      ingest_mailwizz_unsubscribes, send_alert]):
             ok = await client.execute_workflow(MailwizzSyncWorkflow.run, MailwizzSyncInput(), id=f"mw-{uuid.uuid4()}",
                                                task_queue=queue)
             assert list(ok.tenants) == ["client-1"] and ok.failed == []  # client-2 has no key: not contacted
             assert ok.tenants["client-1"]["server"]["ok"] is True
             assert ok.tenants["client-1"]["figures"]["totals"]["opens"] == 3
+            assert ok.tenants["client-1"]["unsubscribes"]["read"] == 0  # no receiver, no unsubscribes
             mailwizz.state.api_key = "rotated-key"  # our key is now wrong: 401, not retried, alerted
             with caplog.at_level(logging.WARNING, logger="email_engine.alerts"):
                 bad = await client.execute_workflow(MailwizzSyncWorkflow.run, MailwizzSyncInput(),

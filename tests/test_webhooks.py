@@ -289,14 +289,15 @@ async def test_contact_events_from_accounting_only_for_subscribers(db_url: str, 
             {**remote_bounce(at + dt.timedelta(minutes=5), "gone@example.net", env="j1"), "bounceCat": "bad-domain"},
             {"type": "f", "timeLogged": stamp(at + dt.timedelta(minutes=9)), "rcpt": "angry@example.net",
              "envId": "j2", "orig": "bounce@mail.example"}]
-    # nobody subscribes to contact events: no recipient address is written anywhere for webhooks
-    _load(db_url, ("fleet-only", "https://a.example/x", ["ip.quarantined"]))
+    # nobody subscribes to the accounting's contact events (contact.unsubscribe comes from MailWizz): no
+    # recipient address is collected or written anywhere for webhooks
+    _load(db_url, ("fleet-only", "https://a.example/x", ["ip.quarantined", "contact.unsubscribe"]))
     (tmp_path / "a").mkdir()
     first = _acct_file(tmp_path / "a", rows)
     report = await ingest_local(first, db_url)
     assert report.contacts == 0 and acts.outbox("fleet-only", db_url) == []
     # a lead source subscribes: the next file's bounces and complaints are queued, in file order
-    _load(db_url, ("fleet-only", "https://a.example/x", ["ip.quarantined"]),
+    _load(db_url, ("fleet-only", "https://a.example/x", ["ip.quarantined", "contact.unsubscribe"]),
           ("lead", "https://lead.example/in", ["contact.hard_bounce", "contact.complaint"]))
     (tmp_path / "b").mkdir()
     second = _acct_file(tmp_path / "b", rows)

@@ -19,6 +19,7 @@ from activities.failover import ACTIVITIES as FAILOVER_ACTIVITIES
 from activities.fleet import fleet_snapshot
 from activities.fleet_scan import ACTIVITIES as FLEET_SCAN_ACTIVITIES
 from activities.mailwizz import check_mailwizz_delivery_server, ingest_mailwizz_stats, mailwizz_tenants
+from activities.mailwizz_unsubscribes import ingest_mailwizz_unsubscribes
 from activities.mta.deploy import deploy_mta_host
 from activities.warmup import apply_warmup_step, load_warmup_context
 from activities.webhooks import deliver_webhooks, give_up_webhook
@@ -46,7 +47,7 @@ def activities() -> list[Callable[..., Any]]:
             dns_target_span, check_dns_batch,
             check_dns_domain, list_dns_targets,  # validations started before the batches (replay)
             *FAILOVER_ACTIVITIES, *FLEET_SCAN_ACTIVITIES, scan_blocklists, blocklist_scan_targets,
-            check_mailwizz_delivery_server, ingest_mailwizz_stats, mailwizz_tenants,
+            check_mailwizz_delivery_server, ingest_mailwizz_stats, ingest_mailwizz_unsubscribes, mailwizz_tenants,
             load_warmup_context, apply_warmup_step,
             list_accounting_hosts, ingest_host_accounting,
             deliver_webhooks, give_up_webhook,

@@ -2,6 +2,12 @@
 active delivery server (the activity alerts if not) and record the day's campaign figures (opens
 and clicks attributed to IPs by their sent share). One tenant's MailWizz failing does not stop the
 others; it is alerted. Started by the Temporal Schedule "mailwizz-sync" (client/schedules.py).
+
+Then (issue 15) the tenant's new unsubscribes become `contact.unsubscribe` webhook events
+("ingest_mailwizz_unsubscribes": incremental per campaign, queued only for subscribed receivers), and
+the receivers are woken once at the end when any was queued. Both are new commands: under
+UNSUBSCRIBE_PATCH (and the webhook patch for the wake), so syncs recorded before replay unchanged
+(tests/data/mailwizz-sync-history-v1.json).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.alerts import Alert
     from workflows import activity_options as opt
+    from workflows.webhook_events import wake_receivers
 
 #: MailWizz answers that retrying cannot fix (wrong key, API disabled for the customer, wrong URL).
 NON_RETRYABLE = ["MailwizzAuthError", "MailwizzForbidden", "MailwizzNotFound", "MailwizzProtocolError",
@@ -25,6 +32,7 @@ RETRY = RetryPolicy(initial_interval=timedelta(seconds=10), backoff_coefficient=
                     maximum_interval=timedelta(minutes=2), maximum_attempts=0, non_retryable_error_types=NON_RETRYABLE)
 #: A tenant whose MailWizz cannot be read within this budget is alerted; the next run retries.
 TENANT_BUDGET = timedelta(minutes=20)
+UNSUBSCRIBE_PATCH = "mailwizz-unsubscribe-webhooks"
 
 
 @dataclass
@@ -55,6 +63,7 @@ class MailwizzSyncWorkflow:
                 schedule_to_close_timeout=opt.DB_SCHEDULE_TO_CLOSE, heartbeat_timeout=opt.HEARTBEAT,
                 retry_policy=opt.DB_RETRY)
         result = MailwizzSyncResult()
+        queued = 0
         for tenant in tenants:
             try:
                 server = await workflow.execute_activity(
@@ -68,12 +77,36 @@ class MailwizzSyncWorkflow:
                 result.tenants[tenant] = {"server": server, "figures": figures}
             except ActivityError as err:
                 result.failed.append(tenant)
-                await workflow.execute_activity(
-                    "send_alert", Alert(key=f"mailwizz-error/{tenant}", severity="warning", dedup_seconds=6 * 3600,
+                await self._alert(Alert(key=f"mailwizz-error/{tenant}", severity="warning", dedup_seconds=6 * 3600,
                                         title=f"MailWizz of {tenant} could not be read",
                                         body=f"{_cause(err)}. The tenant's opens and clicks are not updated "
-                                             "until this is fixed; sending itself is not affected."),
-                    start_to_close_timeout=opt.ALERT_START_TO_CLOSE,
-                    schedule_to_close_timeout=opt.ALERT_SCHEDULE_TO_CLOSE, heartbeat_timeout=opt.HEARTBEAT,
-                    retry_policy=opt.ALERT_RETRY)
+                                             "until this is fixed; sending itself is not affected."))
+                continue
+            if workflow.patched(UNSUBSCRIBE_PATCH):
+                queued += await self._unsubscribes(tenant, result)
+        if queued:
+            await wake_receivers()
         return result
+
+    async def _unsubscribes(self, tenant: str, result: MailwizzSyncResult) -> int:
+        """The tenant's new unsubscribes as webhook events; returns how many were queued."""
+        try:
+            report = await workflow.execute_activity(
+                "ingest_mailwizz_unsubscribes", tenant, start_to_close_timeout=timedelta(minutes=10),
+                schedule_to_close_timeout=TENANT_BUDGET, heartbeat_timeout=opt.HEARTBEAT, retry_policy=RETRY,
+                result_type=dict)
+        except ActivityError as err:
+            await self._alert(Alert(key=f"mailwizz-unsubscribes/{tenant}", severity="warning", dedup_seconds=6 * 3600,
+                                    title=f"MailWizz unsubscribes of {tenant} could not be read",
+                                    body=f"{_cause(err)}. contact.unsubscribe webhooks wait until this is fixed "
+                                         "(the next sync reads from where the last one stopped)."))
+            return 0
+        result.tenants[tenant]["unsubscribes"] = report
+        return int(report.get("queued", 0))
+
+    @staticmethod
+    async def _alert(alert: Alert) -> None:
+        await workflow.execute_activity(
+            "send_alert", alert, start_to_close_timeout=opt.ALERT_START_TO_CLOSE,
+            schedule_to_close_timeout=opt.ALERT_SCHEDULE_TO_CLOSE, heartbeat_timeout=opt.HEARTBEAT,
+            retry_policy=opt.ALERT_RETRY)
