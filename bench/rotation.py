@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.rotation [--seconds 1.5] [--threads 8] [--no-postgres]
 
-Fleet: the reference inventory (client-1: 47 sending IPs). For each database and mode it measures
+Fleet: the reference inventory (client-1: 40 pool members, its active IPs). For each database and mode it measures
 one caller, N concurrent threads (each its own connection) and batches of 100 picks (`rotation pick
 --count 100`, one transaction), for a bounded time each. Baselines:
 - in-memory: the same pure rules with the state in a Python variable (no database): the ceiling;

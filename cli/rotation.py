@@ -14,8 +14,9 @@ if TYPE_CHECKING:
     from sqlalchemy.exc import SQLAlchemyError
 
 app = typer.Typer(
-    help="IP rotation across a tenant's sending (active and warming) IPs: round-robin with a durable "
-         "cursor, weighted random by daily quota, or least used in the last hour.",
+    help="IP rotation across a tenant's MTA pool (its active IPs; a warming IP is never picked, it takes mail "
+         "only through its warm VirtualMTA's capped cold re-routing): round-robin with a durable cursor, "
+         "weighted random by daily quota, or least used in the last hour.",
     no_args_is_help=True,
 )
 
@@ -47,7 +48,7 @@ def pick(
         help="Picks for a batch of messages, in one transaction (the same IPs as that many single picks)."),
     json_out: bool = typer.Option(False, "--json", help="Print the pick as a JSON object (a list with --count > 1)."),
 ) -> None:
-    """Pick one sending IP of TENANT and record the pick. Prints `IP VMTA` and the header line to add
+    """Pick one active IP (pool member) of TENANT and record the pick. Prints `IP VMTA` and the header line to add
     to the message (`X-Virtual-MTA: VMTA`; PowerMTA honours it where `process-x-virtual-mta yes`).
     With --count N: N lines `IP VMTA`."""
     from sqlalchemy.exc import SQLAlchemyError

@@ -3,17 +3,19 @@
 The caller (activities.rotation) loads the candidates and the durable state (round-robin position,
 last hour's sent counts) and records the pick; everything here is a plain function of its inputs.
 
-Eligible IPs: the tenant's warming and active IPs (SENDING_STATUSES) with a positive daily quota
-(a zero quota means the MTA lets nothing out of it). Standby, quarantined, resting and retiring IPs
-are never picked. Candidates are ordered by address (IPv4 before IPv6, then numerically), so the
-round-robin order does not depend on database ids or load order.
+Eligible IPs: the members of the tenant's MTA pool, that is its ACTIVE IPs with a positive daily quota
+(a zero quota means the MTA lets nothing out of it), as the PowerMTA render puts them in the pool
+(models/mta_render/cold_vmta.py). A warming IP is never picked: it is the cold VirtualMTA of an active
+IP, which re-routes at most its daily quota to it (max-cold-virtual-mta-msg); a message naming the
+warming VMTA itself in X-Virtual-MTA would bypass that cap. Standby, quarantined, resting and retiring
+IPs are never picked either. Candidates are ordered by address (IPv4 before IPv6, then numerically),
+so the round-robin order does not depend on database ids or load order.
 
 - round_robin: candidate[position % n] for a durable, atomically incremented position.
-- weighted_random: share proportional to the daily quota (a week_1 warming IP with 50/day gets
-  50/10,000 of an active IP's share). An IP whose rotation weight is 0 is left out: weight 0 is the
+- weighted_random: share proportional to the daily quota (an active IP at 5,000/day gets half the
+  share of one at 10,000/day). An IP whose rotation weight is 0 is left out: weight 0 is the
   operator's "no rotation share". The quota, not the 0-100 weight, sets the share because the weight
-  is rounded (week_1: 0.5 % becomes 1 %, twice its quota's share). Deterministic given the random
-  number, so it is testable.
+  is rounded. Deterministic given the random number, so it is testable.
 - least_used: lowest load = sent in the last hour / hourly capacity (daily_quota / 24); ties go to
   the first candidate in the stable order. The last hour is estimated from hourly counters
   (sliding-window estimate: this hour's count + last hour's count x the part of last hour still
@@ -32,6 +34,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from models.enums import SENDING_STATUSES, IpStatus
+
+#: Statuses rotation picks from: the pool members (warming IPs take mail only as cold VirtualMTAs).
+POOL_STATUSES = frozenset({IpStatus.ACTIVE})
 
 HOUR_SECONDS = 3600
 
@@ -101,8 +106,8 @@ def _address_key(c: Candidate) -> tuple[int, int]:
 
 
 def eligible(ips: Iterable[Candidate]) -> tuple[Candidate, ...]:
-    """The IPs rotation may pick, in the stable order: sending status, positive quota, by address."""
-    return tuple(sorted((c for c in ips if c.status in SENDING_STATUSES and c.daily_quota > 0), key=_address_key))
+    """The IPs rotation may pick, in the stable order: pool members (active, positive quota), by address."""
+    return tuple(sorted((c for c in ips if c.status in POOL_STATUSES and c.daily_quota > 0), key=_address_key))
 
 
 def require_candidates(tenant: str, ips: Sequence[Candidate]) -> tuple[Candidate, ...]:
@@ -116,10 +121,14 @@ def require_candidates(tenant: str, ips: Sequence[Candidate]) -> tuple[Candidate
     for c in ips:
         by_status[c.status.value] = by_status.get(c.status.value, 0) + 1
     counts = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items()))
-    sending = sum(1 for c in ips if c.status in SENDING_STATUSES)
-    if sending:
-        raise RotationError(f"tenant {tenant!r} has {sending} sending IP(s) but none with a positive daily quota "
+    active = sum(1 for c in ips if c.status in POOL_STATUSES)
+    if active:
+        raise RotationError(f"tenant {tenant!r} has {active} active IP(s) but none with a positive daily quota "
                             f"({counts})")
+    if any(c.status in SENDING_STATUSES for c in ips):
+        raise RotationError(f"tenant {tenant!r} has no active IP to pick ({counts}): warming IPs are never "
+                            "picked (naming one in X-Virtual-MTA would bypass its cold VirtualMTA cap); without an "
+                            "active IP the MTA pool holds the warming IPs, rate-limited: send without X-Virtual-MTA")
     raise RotationError(f"tenant {tenant!r} has no sending IP (active or warming): {counts}")
 
 
@@ -134,7 +143,7 @@ def round_robin(candidates: Sequence[Candidate], position: int) -> Candidate:
 
 def share_weight(c: Candidate) -> int:
     """Weighted-random weight: the daily quota, or 0 when the operator set the rotation weight to 0."""
-    return c.daily_quota if c.weight > 0 and c.status in SENDING_STATUSES else 0
+    return c.daily_quota if c.weight > 0 and c.status in POOL_STATUSES else 0
 
 
 def weighted_pick(candidates: Sequence[Candidate], u: float) -> Candidate:

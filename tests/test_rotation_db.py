@@ -75,18 +75,22 @@ source_ip = "127.0.60.253"
 """
 
 
-def _ip(n: int, status: str, phase: str | None = None) -> str:
+def _ip(n: int, status: str, phase: str | None = None, quota: int | None = None) -> str:
     lines = ["[[tenants.ips]]", f'address = "127.0.60.{n}"', f'hostname = "mail.rot{n}.example"',
              f'domain = "rot{n}.example"', f'status = "{status}"']
     if phase:
         lines.append(f'phase = "{phase}"')
+    if quota is not None:
+        lines.append(f"daily_quota = {quota}")
     return "\n".join(lines)
 
 
-# rot-a: .1-.4 active, .5 warming week_2 (100/day), .6 standby, .7 quarantine, .8 retiring.
+# rot-a: .1-.4 active (10,000/day), .5 active at 100/day, .6 standby, .7 quarantine, .8 retiring, .9 warming
+# week_2 (never picked: not a pool member).
 A_SENDING = [f"127.0.60.{n}" for n in range(1, 6)]
-A_IPS = [_ip(n, "active") for n in range(1, 5)] + [_ip(5, "warming", "week_2"), _ip(6, "standby"),
-                                                   _ip(7, "quarantine"), _ip(8, "retiring")]
+A_IPS = [_ip(n, "active") for n in range(1, 5)] + [_ip(5, "active", quota=100), _ip(6, "standby"),
+                                                   _ip(7, "quarantine"), _ip(8, "retiring"),
+                                                   _ip(9, "warming", "week_2")]
 B_IPS = [_ip(11, "active"), _ip(12, "active")]
 IDLE_IPS = [_ip(21, "standby"), _ip(22, "standby"), _ip(23, "resting")]
 
@@ -191,7 +195,7 @@ def test_least_used_concurrent_picks_equal_the_serial_sequence(fleet: str) -> No
     for c in cands:  # every pick of an IP saw a different count of its earlier picks (no stale read)
         seen = sorted(round((p.load or 0) * c.daily_quota / 24) for p in picks if p.address == c.address)
         assert seen == list(range(expected[c.address]))
-    # 4 active IPs at 10,000/day and a week_2 warming IP at 100/day: it gets ~1/401 of the picks.
+    # 4 active IPs at 10,000/day and one at 100/day: it gets ~1/401 of the picks.
     assert expected["127.0.60.5"] == 2 and all(expected[a] in (199, 200) for a in A_SENDING[:4])
 
 
@@ -213,7 +217,7 @@ def test_least_used_reads_the_previous_hour_with_a_sliding_window(fleet: str) ->
     st = rotation.status("rot-a", url=fleet, now=hour_start + 36)
     usage = {u.address: u.sent_last_hour for u in st.ips}
     assert usage["127.0.60.1"] == pytest.approx(38 * 0.99) and usage["127.0.60.2"] == pytest.approx(8 * 0.99)
-    # least_used avoids .1 and the week_2 IP (8 sends against 100/24 per hour) while the others catch up.
+    # least_used avoids .1 and the 100/day IP (8 sends against 100/24 per hour) while the others catch up.
     got = [rotation.pick("rot-a", "least_used", url=fleet, now=hour_start + 36).address for _ in range(3)]
     assert got == ["127.0.60.2", "127.0.60.3", "127.0.60.4"]
 
@@ -361,3 +365,43 @@ def test_a_batch_equals_the_same_number_of_single_picks(db_url: str) -> None:
     assert recorded(fleet) == {a: int(n) for a, n in sent.items() if n}
     with pytest.raises(ValueError):
         rotation.pick_many("rot-a", "round_robin", 0, url=fleet)
+
+
+def test_picks_name_only_members_of_the_rendered_powermta_pool(db_url: str) -> None:
+    """A pick goes into X-Virtual-MTA, which PowerMTA obeys: it must name a member of the tenant's rendered
+    pool (an active IP), never a warming IP. A warming IP is the cold VirtualMTA of an active one, which
+    re-routes at most its quota to it (max-cold-virtual-mta-msg); named directly it would bypass that cap.
+    The reference fleet, its PowerMTA render parsed by models.mta_share, picks in every mode."""
+    from activities.mta.base import backend_for
+    from models.enums import MtaBackend
+    from models.mta_render.from_inventory import snapshot_from_inventory
+    from models.mta_share import parse_pmta
+    from tests.conftest import REFERENCE_INVENTORY
+
+    text = REFERENCE_INVENTORY.read_text()
+    apply_inventory(parse(text), actor="test", url=db_url)
+    snap = snapshot_from_inventory(parse(text)).for_host("pmta-1")
+    cfg = parse_pmta(dict(backend_for(MtaBackend.POWERMTA).render(snap).files))
+    for t in snap.tenants:
+        pool = set(cfg.pools[t.pool])
+        warming = {ip.vmta for ip in t.ips if ip.status == IpStatus.WARMING}
+        colds = {c for v in cfg.vmtas.values() for c in v.colds}
+        assert len(pool) == 40 and len(warming) == 7 and warming <= colds and not warming & pool
+        rr = rotation.pick_many(t.name, "round_robin", 2 * len(pool), url=db_url)
+        assert Counter(p.vmta for p in rr) == dict.fromkeys(pool, 2)  # every member, nothing else
+        others = rotation.pick_many(t.name, "weighted_random", 2_000, url=db_url, now=NOW)
+        others += rotation.pick_many(t.name, "least_used", 3 * len(pool), url=db_url, now=NOW)
+        assert {p.vmta for p in others} <= pool and {p.status for p in rr + others} == {IpStatus.ACTIVE}
+    st = rotation.status("client-1", url=db_url)
+    assert {u.vmta for u in st.ips} == set(cfg.pools[snap.tenants[0].pool])
+
+
+def test_a_tenant_with_only_warming_ips_gets_a_precise_error(fleet: str) -> None:
+    with session_scope(fleet) as s:
+        for ip in s.exec(select(SendingIp).where(col(SendingIp.address).in_(["127.0.60.11", "127.0.60.12"]))):
+            ip.status, ip.warmup_phase, ip.daily_quota = IpStatus.WARMING, "week_1", 50  # type: ignore[assignment]
+            s.add(ip)
+    for mode in RotationMode:
+        with pytest.raises(RotationError, match=r"'rot-b' has no active IP to pick \(2 warming\): warming IPs are "
+                                                r"never picked .* send without X-Virtual-MTA"):
+            rotation.pick("rot-b", mode, url=fleet)

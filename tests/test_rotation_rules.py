@@ -30,10 +30,12 @@ def ip(n: int, status: IpStatus = IpStatus.ACTIVE, quota: int = 10_000, weight: 
 
 
 NON_SENDING = (IpStatus.STANDBY, IpStatus.QUARANTINE, IpStatus.RESTING, IpStatus.RETIRING)
+#: Warming IPs send, but only as cold VirtualMTAs of active ones: never picked (X-Virtual-MTA would bypass the cap).
+NEVER_PICKED = (*NON_SENDING, IpStatus.WARMING)
 
 
-def test_eligible_keeps_only_sending_ips_with_a_quota_in_address_order() -> None:
-    ips = [ip(10), ip(2, IpStatus.WARMING, 50), *(ip(20 + i, s) for i, s in enumerate(NON_SENDING)),
+def test_eligible_keeps_only_pool_members_with_a_quota_in_address_order() -> None:
+    ips = [ip(10), ip(2, quota=50), ip(3, IpStatus.WARMING, 50), *(ip(20 + i, s) for i, s in enumerate(NON_SENDING)),
            ip(9, quota=0), ip(1)]
     got = eligible(ips)
     # Numeric, not textual, order: .1, .2, .10 (".10" < ".2" as text).
@@ -46,8 +48,8 @@ def test_ipv4_before_ipv6_in_the_stable_order() -> None:
     assert [c.address for c in eligible([v6, ip(5)])] == ["127.0.60.5", "::1"]
 
 
-@pytest.mark.parametrize("status", NON_SENDING)
-def test_no_mode_ever_picks_a_non_sending_ip(status: IpStatus) -> None:
+@pytest.mark.parametrize("status", NEVER_PICKED)
+def test_no_mode_ever_picks_a_warming_or_non_sending_ip(status: IpStatus) -> None:
     ips = [ip(1, status), ip(2), ip(3, status)]
     rng = random.Random(7)
     for mode in RotationMode:
@@ -63,6 +65,9 @@ def test_precise_errors_when_nothing_can_be_picked() -> None:
         require_candidates("t", [])
     with pytest.raises(RotationError, match="none with a positive daily quota"):
         require_candidates("t", [ip(1, quota=0)])
+    with pytest.raises(RotationError, match=r"'t' has no active IP to pick \(2 standby, 1 warming\): warming IPs "
+                                            r"are never picked .*send without X-Virtual-MTA"):
+        require_candidates("t", [ip(1, IpStatus.WARMING, 50), ip(2, IpStatus.STANDBY), ip(3, IpStatus.STANDBY)])
     for mode in RotationMode:
         with pytest.raises(RotationError):
             pick("t", mode, [ip(1, IpStatus.RETIRING)])
@@ -98,33 +103,33 @@ def test_weighted_random_is_deterministic_given_the_random_source() -> None:
 
 
 def test_weighted_random_share_follows_quota_within_tolerance() -> None:
-    # 4 active (10,000/day) and warming IPs at week_1 (50), week_3 (250), week_5 (1,000).
-    cands = eligible([ip(1), ip(2), ip(3), ip(4), ip(5, IpStatus.WARMING, 50), ip(6, IpStatus.WARMING, 250),
-                      ip(7, IpStatus.WARMING, 1_000), ip(8, IpStatus.STANDBY, 0), ip(9, weight=0)])
+    # 4 active IPs at 10,000/day and three at 50, 250, 1,000; a warming IP (never picked).
+    cands = eligible([ip(1), ip(2), ip(3), ip(4), ip(5, quota=50), ip(6, quota=250), ip(7, quota=1_000),
+                      ip(8, IpStatus.STANDBY, 0), ip(9, weight=0), ip(10, IpStatus.WARMING, 1_000)])
     total = 4 * 10_000 + 50 + 250 + 1_000
     n = 200_000
     rng = random.Random(20261128)
     counts = Counter(weighted_random(cands, rng).address for _ in range(n))
-    assert "127.0.60.8" not in counts and "127.0.60.9" not in counts  # standby; weight 0
+    assert not {"127.0.60.8", "127.0.60.9", "127.0.60.10"} & set(counts)  # standby; weight 0; warming
     for c in cands:
         if c.weight == 0:
             continue
         p = c.daily_quota / total
         sd = math.sqrt(n * p * (1 - p))
         assert abs(counts[c.address] - n * p) < 5 * sd, (c.address, counts[c.address], n * p)
-    # The warming shares are in the ratio of their quotas (50 : 250 : 1,000), not equal.
+    # The small IPs' shares are in the ratio of their quotas (50 : 250 : 1,000), not equal.
     assert counts["127.0.60.5"] < counts["127.0.60.6"] < counts["127.0.60.7"]
 
 
 def test_least_used_lowest_relative_load_and_stable_ties() -> None:
-    cands = eligible([ip(1), ip(2, IpStatus.WARMING, 240), ip(3)])
+    cands = eligible([ip(1), ip(2, quota=240), ip(3)])
     # Capacities per hour: 416.7, 10, 416.7. Sends: 100 (0.24), 5 (0.5), 100 (0.24): tie -> .1 (first).
     chosen, load = least_used(cands, {"127.0.60.1": 100, "127.0.60.2": 5, "127.0.60.3": 100})
     assert chosen.address == "127.0.60.1" and load == pytest.approx(0.24)
     chosen, _ = least_used(cands, {"127.0.60.1": 101, "127.0.60.2": 5, "127.0.60.3": 100})
     assert chosen.address == "127.0.60.3"
-    # The warming IP with few absolute sends is not picked once it is past its pace.
-    # Sends 300 (0.72), 7 (0.70), 300 (0.72) -> the warming IP; 8 sends (0.80) is past the others' pace.
+    # The small IP with few absolute sends is not picked once it is past its pace.
+    # Sends 300 (0.72), 7 (0.70), 300 (0.72) -> the small IP; 8 sends (0.80) is past the others' pace.
     chosen, _ = least_used(cands, {"127.0.60.1": 300, "127.0.60.2": 7, "127.0.60.3": 300})
     assert chosen.address == "127.0.60.2"
     chosen, _ = least_used(cands, {"127.0.60.1": 300, "127.0.60.2": 8, "127.0.60.3": 300})
@@ -135,7 +140,7 @@ def test_least_used_lowest_relative_load_and_stable_ties() -> None:
 
 def test_least_used_fed_back_spreads_by_capacity() -> None:
     """Repeated least-used picks, each recorded, keep every IP at the same pace (share = quota share)."""
-    cands = eligible([ip(1, quota=2_400), ip(2, quota=1_200), ip(3, IpStatus.WARMING, 240)])
+    cands = eligible([ip(1, quota=2_400), ip(2, quota=1_200), ip(3, quota=240), ip(4, IpStatus.WARMING, 240)])
     sent: Counter[str] = Counter()
     for _ in range(3_840):
         chosen, _ = least_used(cands, sent)
