@@ -101,6 +101,8 @@ def apply_inventory(inv: InventoryFile, *, actor: str, url: str | None = None, d
         errors = inv_mod.check_against_database(inv, _ownership(session))
         if errors:
             raise InventoryError(errors)
+        if apply_state and not dry_run:
+            _lock_ips(session, [t.name for t in inv.tenants])
         hosts = {h.name: h for h in session.exec(select(MtaHost))}
         for h in inv.mta_hosts:
             hosts[h.name] = _upsert(session, report, "mta_host", h.name, hosts.get(h.name), MtaHost,
@@ -148,6 +150,17 @@ def apply_inventory(inv: InventoryFile, *, actor: str, url: str | None = None, d
         if dry_run:
             session.rollback()
     return report
+
+
+def _lock_ips(session: Session, tenants: list[str]) -> None:
+    """Lock the IP rows of the file's tenants (SELECT ... FOR UPDATE, in id order, until commit) and
+    re-read them as committed, before anything is written: --apply-state writes status, phase and quota,
+    so it takes the row locks every status writer takes (warmup steps, failover, standby claims). A
+    quarantine in progress is waited for, then seen: the file's state is written over what the IP really
+    is, and the audit row names it. SQLite has no row locks (one writer at a time)."""
+    owners = select(Tenant.id).where(col(Tenant.name).in_(tenants))
+    session.exec(select(SendingIp).where(col(SendingIp.tenant_id).in_(owners)).order_by(col(SendingIp.id))
+                 .with_for_update().execution_options(populate_existing=True)).all()
 
 
 def _apply_webhooks(session: Session, report: LoadReport, inv: InventoryFile) -> None:

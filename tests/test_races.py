@@ -1,6 +1,7 @@
 """Row locks and atomic counters under concurrency, on real PostgreSQL (issue 11): a warmup phase step never
-writes its status over a quarantine; accounting files ingested at once add up; overlapping MailWizz syncs
-count a campaign's growth once."""
+writes its status over a quarantine; `inventory load --apply-state` waits for a quarantine in progress and
+writes the file's whole state over what it sees; accounting files ingested at once add up; overlapping
+MailWizz syncs count a campaign's growth once."""
 
 from __future__ import annotations
 
@@ -18,13 +19,15 @@ from temporalio.exceptions import ApplicationError
 
 from activities.accounting import ingest_local
 from activities.db import get_engine, session_scope
+from activities.inventory import apply_inventory
 from activities.mailwizz import record_readings
 from activities.warmup import PhaseStepRequest, apply_phase_step
-from models.enums import IpStatus
+from models.enums import IpStatus, WarmupPhase
+from models.inventory import parse
 from models.mailwizz import CampaignCounters
 from models.tables import DailyStat, SendingIp
 from tests.data.make_accounting_samples import DAYS, expected
-from tests.warmup_support import add_stats, ip_row, load
+from tests.warmup_support import add_stats, audit, inventory_text, ip_row, load
 
 DATA = Path(__file__).resolve().parent / "data"
 PG = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
@@ -50,6 +53,34 @@ def test_a_phase_step_never_writes_over_a_quarantine(db_url: str) -> None:
     row = ip_row(db_url, address)
     assert row.status == IpStatus.QUARANTINE and row.daily_quota == 0, (row.status, row.daily_quota, outcome)
     assert isinstance(outcome[0], ApplicationError) and outcome[0].type == "UnexpectedPhase", outcome
+
+
+@PG
+def test_inventory_apply_state_waits_for_a_quarantine_and_audits_what_it_replaced(db_url: str) -> None:
+    """--apply-state writes the file's state: it must take the IP's row lock (SELECT ... FOR UPDATE) before
+    reading it, as the other status writers do. Without the lock it read warming/week_1, then its UPDATE of
+    the changed columns (phase, quota) landed on the committed quarantine: a quarantined IP with a week_2
+    quota, and an audit row "warming/week_1 -> warming/week_2" that never happened."""
+    address = "127.0.12.71"
+    load(db_url, [(address, "warming", "week_1", None)])
+    text = inventory_text([(address, "warming", "week_2", None)])
+    outcome: list[object] = []
+    with Session(get_engine(db_url)) as quarantine:  # failover step 1 holding the IP's row lock
+        ip = quarantine.exec(select(SendingIp).where(SendingIp.address == address).with_for_update()).one()
+        worker = threading.Thread(target=lambda: outcome.append(_try(lambda: apply_inventory(
+            parse(text), actor="inventory:ops.toml", url=db_url, apply_state=True))))
+        worker.start()
+        time.sleep(1.0)  # the load has read the IP (or is waiting for its lock)
+        ip.status, ip.warmup_phase, ip.daily_quota, ip.weight = IpStatus.QUARANTINE, None, 0, 0
+        quarantine.add(ip)
+        quarantine.commit()
+    worker.join(30)
+    assert not isinstance(outcome[0], Exception), outcome
+    row = ip_row(db_url, address)
+    assert (row.status, row.warmup_phase, row.daily_quota) == (IpStatus.WARMING, WarmupPhase.WEEK_2, 100), row
+    last = audit(db_url, address)[-1]
+    assert (last.from_status, last.from_phase, last.to_status, last.to_phase, last.actor) == (
+        "quarantine", None, "warming", "week_2", "inventory:ops.toml")
 
 
 def _try(fn):  # type: ignore[no-untyped-def]
