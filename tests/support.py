@@ -54,3 +54,25 @@ async def until(what: str, fn: Callable[[], Awaitable[Any]], timeout: float = 60
             tail = log.read_text()[-3000:] if log and log.exists() else ""
             raise AssertionError(f"{what}: not reached in {timeout:.0f} s" + (f"\n{tail}" if tail else ""))
         await asyncio.sleep(poll)
+
+
+#: (start_to_close, schedule_to_close, heartbeat, initial interval, backoff, maximum interval, maximum
+#: attempts, non-retryable types) of a scheduled activity, as its history records it.
+ActivityOptions = tuple[Any, Any, Any, Any, float, Any, int, tuple[str, ...]]
+
+
+def activity_options(*histories: Any) -> dict[str, set[ActivityOptions]]:
+    """Activity name -> the options every ActivityTaskScheduled event of these histories carried: what a
+    workflow really asked of Temporal (timeouts and retry policy), to compare across code changes."""
+    out: dict[str, set[ActivityOptions]] = {}
+    for history in histories:
+        for ev in history.events:
+            if not ev.HasField("activity_task_scheduled_event_attributes"):
+                continue
+            a = ev.activity_task_scheduled_event_attributes
+            rp = a.retry_policy
+            out.setdefault(a.activity_type.name, set()).add((
+                a.start_to_close_timeout.ToTimedelta(), a.schedule_to_close_timeout.ToTimedelta(),
+                a.heartbeat_timeout.ToTimedelta(), rp.initial_interval.ToTimedelta(), rp.backoff_coefficient,
+                rp.maximum_interval.ToTimedelta(), rp.maximum_attempts, tuple(rp.non_retryable_error_types)))
+    return out

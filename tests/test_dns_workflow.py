@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import datetime
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -177,6 +178,32 @@ async def test_a_domain_that_cannot_be_checked_is_reported_not_fatal(temporal_ti
     assert f"{CASES['ed25519'].domain}: ValueError" in log.alerts[0].body
 
 
+def _dns_opts(start: float, heartbeat: float, budget: float, *non_retryable: str) -> set[tuple[object, ...]]:
+    sec = datetime.timedelta
+    return {(sec(seconds=start), sec(seconds=budget), sec(seconds=heartbeat), sec(seconds=1), 2.0, sec(seconds=30), 0,
+             non_retryable)}
+
+
+#: What the batched validation asked of Temporal before its options were folded into activity_options.py.
+DNS_OPTIONS = {"dns_target_span": _dns_opts(120, 0, 7200, "UnknownTenant", "BadRequest"),
+               "check_dns_batch": _dns_opts(1800, 60, 7200, "UnknownTenant", "BadRequest"),
+               "send_alert": _dns_opts(60, 0, 300)}
+
+
+async def _options(client: Any, workflow_id: str, run_id: str) -> dict[str, set[tuple[object, ...]]]:
+    """The activity options of every run of a workflow id (following continue-as-new from `run_id`)."""
+    from tests.support import activity_options
+
+    histories = []
+    while run_id:
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        histories.append(history)
+        last = history.events[-1]
+        run_id = (last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+                  if last.HasField("workflow_execution_continued_as_new_event_attributes") else "")
+    return activity_options(*histories)
+
+
 async def _run_events(client: Any, workflow_id: str, run_id: str) -> list[int]:
     """History events of every run of a workflow id, following continue-as-new from `run_id`."""
     counts: list[int] = []
@@ -224,6 +251,9 @@ async def test_batches_continue_as_new_with_one_summary(temporal_time_skipping, 
             assert all(d in alert.body for d in failing) and alert.key.endswith(wid)
             events = await _run_events(client, wid, handle.result_run_id or "")
             print(f"history events per run (batch 4, 2 batches per run): {events}")
+            # timeouts and retries: the DNS policies of workflows/activity_options.py, the values used before
+            # they were folded there
+            assert await _options(client, wid, handle.result_run_id or "") == DNS_OPTIONS
             # start + marker + span + 2 batches x 6 + continue-as-new; the last run: 1 batch + the alert
             assert len(events) == 3 and max(events) <= 30, events
 

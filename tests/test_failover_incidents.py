@@ -33,6 +33,7 @@ from models.failover_tables import BlocklistScanRun
 from models.scan_contracts import ScanInput, ScanSummary
 from tests import failover_support as fs
 from tests.failover_support import keep_history
+from tests.support import activity_options
 from workflows.blocklist_scan import BlocklistScanWorkflow
 from workflows.failover import FailoverSaga
 
@@ -299,6 +300,27 @@ async def test_saga_stopped_without_outcome_is_run_again(temporal_time_skipping,
     assert len(held) == 2  # each run writes its own decision row, even with the same text
 
 
+def _opts(start: float, budget: float, initial: float, maximum: float, *non_retryable: str) -> set[tuple[object, ...]]:
+    sec = dt.timedelta
+    return {(sec(seconds=start), sec(seconds=budget), sec(seconds=10), sec(seconds=initial), 2.0, sec(seconds=maximum),
+             0, non_retryable)}
+
+
+_SAGA_DB = _opts(30, 6 * 3600, 1, 30, "UnexpectedStatus", "UnknownIp", "BadRequest")
+_SAGA_WARMUP = _opts(30, 6 * 3600, 2, 30, "WarmupRefused", "WarmupCancelRefused")
+#: What each saga step asked of Temporal before the options were folded into activity_options.py.
+SAGA_OPTIONS = {
+    **{name: _SAGA_DB for name in ("check_dns_gate", "failover_audit", "failover_breaker_evidence",
+                                   "failover_claim_standby", "failover_finish", "failover_quarantine_ip",
+                                   "failover_release_standby", "failover_standby_candidates")},
+    "failover_describe_ip": _opts(30, 300, 1, 30, "UnexpectedStatus", "UnknownIp", "BadRequest"),
+    "start_ip_warmup": _SAGA_WARMUP, "cancel_ip_warmup": _SAGA_WARMUP,
+    "deploy_tenant_pool": _opts(900, 7200, 5, 30, "DeployFailed", "UnknownTenant"),
+    "send_alert": _opts(20, 120, 1, 10),
+    "emit_webhook_event": _opts(30, 600, 1, 10, "NotFoundError"),
+}
+
+
 async def test_failed_compensation_is_reported_with_the_state_it_left(temporal_time_skipping,
                                                                       sqlite_url: str) -> None:
     url, alerts = sqlite_url, fs.AlertLog()
@@ -319,7 +341,11 @@ async def test_failed_compensation_is_reported_with_the_state_it_left(temporal_t
                                           LISTED)]), id=wid, task_queue=queue)
         state = await client.get_workflow_handle(wid).query(FailoverSaga.state)
         await keep_history(client, wid, "v2-compensation-failed")
+        options = activity_options(await client.get_workflow_handle(wid).fetch_history())
         await fs.end_workflow(client, "warmup/fo-a/127.0.40.21")
+    # the timeouts and retries of every step are the saga's named policies (workflows/activity_options.py),
+    # exactly the values the saga used before they were folded there
+    assert options == SAGA_OPTIONS
     assert "compensation FAILED" in str(exc.value.cause)
     assert state.status == "failed" and state.failed_step == "deploy (deploy_tenant_pool)"
     comp = {c.kind: c for c in state.compensations}

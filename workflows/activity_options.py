@@ -41,3 +41,39 @@ def retry(*non_retryable: str, initial: float = 1.0, maximum: float = 10.0) -> R
 DB_RETRY = retry("UnexpectedStatus", "UnknownIp", "UnknownTenant", "BadRequest", "UnexpectedPhase",
                  "DatabaseMissing")
 ALERT_RETRY = retry(initial=2.0, maximum=30.0)
+
+
+# ------------------------------------------------------------------------------- failover saga
+# Database steps and compensations ride out a database failover or restart (hours), backing off to 30 s;
+# one attempt is short, so a crashed worker's attempt is retried within seconds.
+
+#: The saga's database steps and compensations (and the standby's DNS gate).
+SAGA_RETRY = retry("UnexpectedStatus", "UnknownIp", "BadRequest", maximum=30.0)
+#: The saga's deploy waits for the serialized host deploy (DEPLOY_START_TO_CLOSE a try, heartbeating).
+SAGA_DEPLOY_SCHEDULE_TO_CLOSE = timedelta(hours=2)
+SAGA_DEPLOY_RETRY = retry("DeployFailed", "UnknownTenant", initial=5.0, maximum=30.0)
+#: Start and cancel of a standby's warmup (a database write and a workflow start/terminate).
+SAGA_WARMUP_RETRY = retry("WarmupRefused", "WarmupCancelRefused", initial=2.0, maximum=30.0)
+#: The saga's alerts never hold it for long (Telegram down: logged, the saga goes on).
+SAGA_ALERT_START_TO_CLOSE = timedelta(seconds=20)
+SAGA_ALERT_SCHEDULE_TO_CLOSE = timedelta(minutes=2)
+SAGA_ALERT_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
+#: Reading an IP's state for the alert after a compensation failed.
+SAGA_DESCRIBE_SCHEDULE_TO_CLOSE = timedelta(minutes=5)
+
+# ------------------------------------------------------------------------------- DNS validation
+# Retries bounded by time, not a count: a database failover of a few minutes must not lose the day's check.
+
+DNS_DB_START_TO_CLOSE = timedelta(minutes=2)
+DNS_SCHEDULE_TO_CLOSE = timedelta(hours=2)
+DNS_RETRY = retry("UnknownTenant", "BadRequest", maximum=30.0)
+#: One batch: 200 domains at 8 at a time, each at most a few resolver timeouts (unknown, not waiting).
+DNS_BATCH_START_TO_CLOSE = timedelta(minutes=30)
+DNS_BATCH_HEARTBEAT = timedelta(minutes=1)
+DNS_ALERT_START_TO_CLOSE = timedelta(minutes=1)
+DNS_ALERT_SCHEDULE_TO_CLOSE = timedelta(minutes=5)
+DNS_ALERT_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
+#: Validations started before the batches, kept for their replay only: counted attempts, as recorded.
+DNS_V1_LIST_START_TO_CLOSE = timedelta(minutes=2)
+DNS_V1_CHECK_START_TO_CLOSE = timedelta(minutes=3)
+DNS_V1_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attempts=3)

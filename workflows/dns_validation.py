@@ -27,11 +27,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -46,24 +44,12 @@ with workflow.unsafe.imports_passed_through():
         DnsValidationStatus,
     )
     from models.dns_progress import add_batch, summary_alert
+    from workflows import activity_options as opt
     from workflows.webhook_events import wake_receivers
 
 #: Validations from here on check pages of domains and continue as new (issue 14).
 BATCH_PATCH = "dns-validation-batches"
-DB_TIMEOUT = timedelta(minutes=2)
-#: Retries bounded by time, not a count: a database failover of a few minutes must not lose the day's check.
-BUDGET = timedelta(hours=2)
-DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30),
-                       non_retryable_error_types=["UnknownTenant", "BadRequest"])
-#: One batch: 200 domains at 8 at a time, each at most a few resolver timeouts (unknown, not waiting).
-BATCH_TIMEOUT = timedelta(minutes=30)
-BATCH_HEARTBEAT = timedelta(minutes=1)
-ALERT_BUDGET = timedelta(minutes=5)
-
-# Before BATCH_PATCH (kept for replay only).
-LIST_TIMEOUT = timedelta(minutes=2)
-CHECK_TIMEOUT = timedelta(minutes=3)
-RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attempts=3)
+# Timeouts and retries: the DNS_* policies of workflows/activity_options.py.
 
 
 @workflow.defn(name="DnsValidationWorkflow")
@@ -85,8 +71,8 @@ class DnsValidationWorkflow:
         st.runs += 1
         if inp.progress is None:
             span: DnsSpan = await workflow.execute_activity(
-                "dns_target_span", inp.tenant, result_type=DnsSpan, start_to_close_timeout=DB_TIMEOUT,
-                schedule_to_close_timeout=BUDGET, retry_policy=DB_RETRY)
+                "dns_target_span", inp.tenant, result_type=DnsSpan, start_to_close_timeout=opt.DNS_DB_START_TO_CLOSE,
+                schedule_to_close_timeout=opt.DNS_SCHEDULE_TO_CLOSE, retry_policy=opt.DNS_RETRY)
             st.total, p.last_id, p.day = span.total, span.last_id, f"{workflow.now():%Y-%m-%d}"
         batches = queued = 0
         while p.cursor < p.last_id:
@@ -99,8 +85,9 @@ class DnsValidationWorkflow:
                     "check_dns_batch",
                     DnsBatchRequest(inp.tenant, p.cursor, p.last_id, max(1, inp.batch_size), inp.concurrency,
                                     day=p.day),
-                    result_type=DnsBatchResult, start_to_close_timeout=BATCH_TIMEOUT,
-                    heartbeat_timeout=BATCH_HEARTBEAT, schedule_to_close_timeout=BUDGET, retry_policy=DB_RETRY)
+                    result_type=DnsBatchResult, start_to_close_timeout=opt.DNS_BATCH_START_TO_CLOSE,
+                    heartbeat_timeout=opt.DNS_BATCH_HEARTBEAT, schedule_to_close_timeout=opt.DNS_SCHEDULE_TO_CLOSE,
+                    retry_policy=opt.DNS_RETRY)
             except ActivityError as err:  # the database stayed down past the budget: report what was done
                 st.errors += 1
                 p.failures.append(f"checks stopped after {st.done} of {st.total} domains: {err.cause or err}")
@@ -120,8 +107,8 @@ class DnsValidationWorkflow:
                 "send_alert",
                 Alert(key=f"dns-validation/{p.day}/{workflow.info().workflow_id}", title=title, body=body,
                       severity=severity),
-                start_to_close_timeout=timedelta(minutes=1), schedule_to_close_timeout=ALERT_BUDGET,
-                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)))
+                start_to_close_timeout=opt.DNS_ALERT_START_TO_CLOSE,
+                schedule_to_close_timeout=opt.DNS_ALERT_SCHEDULE_TO_CLOSE, retry_policy=opt.DNS_ALERT_RETRY)
         st.finished = True
         return st
 
@@ -130,8 +117,8 @@ class DnsValidationWorkflow:
         Kept so that a validation running across the upgrade replays; new runs never take this path."""
         status = self._progress.status
         domains: list[str] = await workflow.execute_activity(
-            "list_dns_targets", inp.tenant, start_to_close_timeout=LIST_TIMEOUT, retry_policy=RETRY,
-            result_type=list[str])
+            "list_dns_targets", inp.tenant, start_to_close_timeout=opt.DNS_V1_LIST_START_TO_CLOSE,
+            retry_policy=opt.DNS_V1_RETRY, result_type=list[str])
         status.total = len(domains)
         gate = asyncio.Semaphore(max(1, inp.concurrency))
         summaries: list[dict[str, Any]] = []
@@ -141,8 +128,8 @@ class DnsValidationWorkflow:
             async with gate:
                 try:
                     summary: dict[str, Any] = await workflow.execute_activity(
-                        "check_dns_domain", domain, start_to_close_timeout=CHECK_TIMEOUT, retry_policy=RETRY,
-                        result_type=dict)
+                        "check_dns_domain", domain, start_to_close_timeout=opt.DNS_V1_CHECK_START_TO_CLOSE,
+                        retry_policy=opt.DNS_V1_RETRY, result_type=dict)
                 except ActivityError as exc:  # failed after its retries: report it, check the rest
                     failed.append(f"{domain}: {exc.cause or exc}")
                     status.errors += 1
@@ -170,6 +157,6 @@ class DnsValidationWorkflow:
                 "send_alert",
                 Alert(key=f"dns-validation/{workflow.now():%Y-%m-%d}/{workflow.info().workflow_id}",
                       title=title, body=body, severity=severity),
-                start_to_close_timeout=timedelta(minutes=1), retry_policy=RETRY)
+                start_to_close_timeout=opt.DNS_ALERT_START_TO_CLOSE, retry_policy=opt.DNS_V1_RETRY)
         status.finished = True
         return status

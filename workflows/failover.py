@@ -42,10 +42,9 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.activity_options import HEARTBEAT
+from workflows import activity_options as opt
 
 with workflow.unsafe.imports_passed_through():
     from activities.alerts import Alert, AlertAction
@@ -74,28 +73,8 @@ with workflow.unsafe.imports_passed_through():
 #: Marker of this version's command sequence (see the module docstring).
 PATCH = "saga-quarantine-deploy-first"
 
-# Retry budgets are time, not attempt counts: database steps and compensations ride out a database
-# failover or restart (hours), backing off to 30 s; one attempt is short so a crashed worker's
-# attempt is retried within seconds.
-DB_TIMEOUT = timedelta(seconds=30)
-DB_BUDGET = timedelta(hours=6)
-DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
-                       non_retryable_error_types=["UnexpectedStatus", "UnknownIp", "BadRequest"])
-#: The deploy waits for the serialized host deploy (minutes) and heartbeats every 2 s.
-DEPLOY_TIMEOUT = timedelta(minutes=15)
-DEPLOY_HEARTBEAT = HEARTBEAT
-DEPLOY_BUDGET = timedelta(hours=2)
-DEPLOY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(seconds=30),
-                           non_retryable_error_types=["DeployFailed", "UnknownTenant"])
-#: start/cancel of a standby's warmup: a database write and a workflow start/terminate.
-WARMUP_TIMEOUT = timedelta(seconds=30)
-WARMUP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=30),
-                           non_retryable_error_types=["WarmupRefused", "WarmupCancelRefused"])
-#: An alert never holds the saga for long (Telegram down: logged, the saga goes on).
-ALERT_TIMEOUT = timedelta(seconds=20)
-ALERT_BUDGET = timedelta(minutes=2)
-#: Reading an IP's state for an alert after a compensation failed.
-DESCRIBE_BUDGET = timedelta(minutes=5)
+# Timeouts and retries: the SAGA_* policies of workflows/activity_options.py (budgets of time, not attempt
+# counts; short attempts with a heartbeat timeout).
 
 
 class FailoverFailed(Exception):
@@ -195,10 +174,11 @@ class FailoverSaga:
         self._state.log.append(f"{workflow.now():%Y-%m-%d %H:%M:%S} {step}: {text}")
 
     async def _db(self, name: str, arg: Any, result_type: type | None = None,
-                  budget: timedelta = DB_BUDGET) -> Any:
-        return await workflow.execute_activity(name, arg, result_type=result_type, start_to_close_timeout=DB_TIMEOUT,
-                                               heartbeat_timeout=HEARTBEAT, schedule_to_close_timeout=budget,
-                                               retry_policy=DB_RETRY)
+                  budget: timedelta = opt.DB_SCHEDULE_TO_CLOSE) -> Any:
+        return await workflow.execute_activity(name, arg, result_type=result_type,
+                                               start_to_close_timeout=opt.DB_START_TO_CLOSE,
+                                               heartbeat_timeout=opt.HEARTBEAT, schedule_to_close_timeout=budget,
+                                               retry_policy=opt.SAGA_RETRY)
 
     async def _audit(self, reason: str) -> None:
         st = self._state
@@ -210,9 +190,10 @@ class FailoverSaga:
         try:
             await workflow.execute_activity("send_alert", Alert(key=key, title=title, body=body, severity=severity,
                                                                 actions=actions or []),
-                                            start_to_close_timeout=ALERT_TIMEOUT, heartbeat_timeout=HEARTBEAT,
-                                            schedule_to_close_timeout=ALERT_BUDGET,
-                                            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)))
+                                            start_to_close_timeout=opt.SAGA_ALERT_START_TO_CLOSE,
+                                            heartbeat_timeout=opt.HEARTBEAT,
+                                            schedule_to_close_timeout=opt.SAGA_ALERT_SCHEDULE_TO_CLOSE,
+                                            retry_policy=opt.SAGA_ALERT_RETRY)
         except ActivityError:
             workflow.logger.exception("alert %s could not be sent", key)
 
@@ -220,8 +201,9 @@ class FailoverSaga:
         st = self._state
         return await workflow.execute_activity(
             "deploy_tenant_pool", DeployPoolRequest(st.tenant, reason, st.workflow_id),
-            result_type=DeployOutcome, start_to_close_timeout=DEPLOY_TIMEOUT, heartbeat_timeout=DEPLOY_HEARTBEAT,
-            schedule_to_close_timeout=DEPLOY_BUDGET, retry_policy=DEPLOY_RETRY)
+            result_type=DeployOutcome, start_to_close_timeout=opt.DEPLOY_START_TO_CLOSE,
+            heartbeat_timeout=opt.DEPLOY_HEARTBEAT, schedule_to_close_timeout=opt.SAGA_DEPLOY_SCHEDULE_TO_CLOSE,
+            retry_policy=opt.SAGA_DEPLOY_RETRY)
 
     async def _finish(self, outcome: str) -> None:
         st = self._state
@@ -383,8 +365,9 @@ class FailoverSaga:
         skipped: list[str] = []
         for cand in candidates:
             failures: list[str] = await workflow.execute_activity(
-                "check_dns_gate", cand, result_type=list[str], start_to_close_timeout=DB_TIMEOUT,
-                heartbeat_timeout=HEARTBEAT, schedule_to_close_timeout=DB_BUDGET, retry_policy=DB_RETRY)
+                "check_dns_gate", cand, result_type=list[str], start_to_close_timeout=opt.DB_START_TO_CLOSE,
+                heartbeat_timeout=opt.HEARTBEAT, schedule_to_close_timeout=opt.DB_SCHEDULE_TO_CLOSE,
+                retry_policy=opt.SAGA_RETRY)
             if failures:
                 skipped.append(f"{cand}: {'; '.join(failures)}")
                 continue
@@ -396,8 +379,8 @@ class FailoverSaga:
             self._undo.add("cancel_warmup", cand)
             await workflow.execute_activity(
                 "start_ip_warmup", StartWarmupRequest(cand, f"failover standby for {st.address}", wid),
-                result_type=str, start_to_close_timeout=WARMUP_TIMEOUT, heartbeat_timeout=HEARTBEAT,
-                schedule_to_close_timeout=DB_BUDGET, retry_policy=WARMUP_RETRY)
+                result_type=str, start_to_close_timeout=opt.DB_START_TO_CLOSE, heartbeat_timeout=opt.HEARTBEAT,
+                schedule_to_close_timeout=opt.DB_SCHEDULE_TO_CLOSE, retry_policy=opt.SAGA_WARMUP_RETRY)
             st.standby = cand
             await self._audit(f"failover step 3: standby {cand} activated (warming)")
             self._note("standby", f"{cand} warming")
@@ -418,8 +401,8 @@ class FailoverSaga:
                 await workflow.execute_activity(
                     "cancel_ip_warmup", CancelWarmupRequest(comp.address, "standby",
                                                             f"failover of {st.address} undone", st.workflow_id),
-                    start_to_close_timeout=WARMUP_TIMEOUT, heartbeat_timeout=HEARTBEAT,
-                    schedule_to_close_timeout=DB_BUDGET, retry_policy=WARMUP_RETRY)
+                    start_to_close_timeout=opt.DB_START_TO_CLOSE, heartbeat_timeout=opt.HEARTBEAT,
+                    schedule_to_close_timeout=opt.DB_SCHEDULE_TO_CLOSE, retry_policy=opt.SAGA_WARMUP_RETRY)
                 if st.standby == comp.address:
                     st.standby = None
             elif comp.kind == "release":
@@ -430,7 +413,8 @@ class FailoverSaga:
             left = "state not read"
             if self._v2:  # name the state the failed undo left (for the alert and the outcome row)
                 try:
-                    left = await self._db("failover_describe_ip", comp.address, str, budget=DESCRIBE_BUDGET)
+                    left = await self._db("failover_describe_ip", comp.address, str,
+                                          budget=opt.SAGA_DESCRIBE_SCHEDULE_TO_CLOSE)
                 except ActivityError:
                     left = f"the state of {comp.address} could not be read"
             comp.problem = f"{left} ({err.cause or err})"
