@@ -24,7 +24,8 @@ async def start_blocklist_scan(client: Client, tenant: str | None = None, task_q
         names.tenant(tenant)
     stamp = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     handle = await client.start_workflow(
-        WORKFLOW, ScanInput(tenant=tenant), id=manual_scan_id(stamp),
+        WORKFLOW, ScanInput(tenant=tenant, act_concurrency=get_settings().blocklist_act_concurrency),
+        id=manual_scan_id(stamp),
         task_queue=task_queue or get_settings().task_queue, execution_timeout=EXECUTION_TIMEOUT,
         static_summary=f"Blocklist scan now ({tenant or 'whole fleet'})")
     return handle.id

@@ -84,7 +84,7 @@ def wanted(settings: Settings, only: Sequence[str] | None = None) -> list[sm.Sch
     q = settings.task_queue
     defs = [
         sm.ScheduleDef(sm.BLOCKLIST_SCAN, "BlocklistScanWorkflow", sm.BLOCKLIST_SCAN, q,
-                       args=dataclasses.asdict(ScanInput()),
+                       args=dataclasses.asdict(ScanInput(act_concurrency=settings.blocklist_act_concurrency)),
                        every_seconds=round(settings.blocklist_scan_interval_hours * 3600),
                        execution_timeout_seconds=2 * 3600,
                        note="blocklist scan of warming, active and quarantined IPs and their domains"),

@@ -113,6 +113,8 @@ class Settings(BaseSettings):
     spamhaus_dqs_key: SecretStr | None = None
     #: Blocklist DNS queries in flight at once during a scan.
     blocklist_concurrency: int = Field(default=100, ge=1, le=10_000)
+    #: Decisions of one page of a scan acted on at once (saga starts, quarantine ends and extensions).
+    blocklist_act_concurrency: int = Field(default=20, ge=1, le=500)
 
     # --- Guard on active IPs (issue 15, models/active_guard.py; a tenant may override the first three) ---
     #: What a real bounce or complaint excess of an active IP does: step_down (re-warm) or pause.

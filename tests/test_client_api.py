@@ -86,12 +86,26 @@ async def test_failovers_list_state_approve_and_refusals(temporal_local) -> None
         await failovers.failover_state(client, tenant, "198.51.100.99")
 
 
-async def test_scan_now_runs_the_scan_workflow(temporal_local) -> None:  # type: ignore[no-untyped-def]
+async def test_scan_now_runs_the_scan_workflow(temporal_local, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from temporalio.converter import DataConverter
+
+    from models.settings import get_settings
+
     client: Client = temporal_local.client
     queue = f"client-{uuid.uuid4()}"
     async with Worker(client, task_queue=queue, workflows=[ScanStub]):
         summary = await scans.run_blocklist_scan(client, "client-1", task_queue=queue)
     assert summary == ScanSummary(targets=3, listed=1, sagas=["failover/client-1/198.51.100.7"])
-    wid = await scans.start_blocklist_scan(client, None, task_queue=f"nobody-{uuid.uuid4()}")
+    monkeypatch.setenv("EMAIL_ENGINE_BLOCKLIST_ACT_CONCURRENCY", "7")
+    get_settings.cache_clear()
+    try:
+        wid = await scans.start_blocklist_scan(client, None, task_queue=f"nobody-{uuid.uuid4()}")
+    finally:
+        monkeypatch.delenv("EMAIL_ENGINE_BLOCKLIST_ACT_CONCURRENCY")
+        get_settings.cache_clear()
     assert wid.startswith(f"{SCHEDULE_ID}/now/")
-    await client.get_workflow_handle(wid).terminate("test: no worker on that queue")
+    handle = client.get_workflow_handle(wid)
+    started = (await handle.fetch_history()).events[0].workflow_execution_started_event_attributes
+    [inp] = DataConverter.default.payload_converter.from_payloads(list(started.input.payloads), [ScanInput])
+    assert inp == ScanInput(act_concurrency=7)  # the setting reaches a scan run now
+    await handle.terminate("test: no worker on that queue")

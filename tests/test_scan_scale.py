@@ -183,6 +183,34 @@ def test_scan_before_paging_replays() -> None:
     asyncio.run(Replayer(workflows=[BlocklistScanWorkflow]).replay_workflow(history))
 
 
+def test_scan_acting_one_at_a_time_replays() -> None:
+    """A paged scan recorded from the code before CONCURRENT_ACT_PATCH (twelve decisions in three pages of
+    six, three and three, two runs; one decision after the other, the blast-radius alert after the
+    tenant's first held decision) replays on today's workflow, both runs: the patch is absent, so each
+    page is acted on one decision at a time, in the recorded order."""
+    import asyncio
+    import json
+
+    from temporalio.client import WorkflowHistory
+    from temporalio.worker import Replayer
+
+    from workflows.blocklist_scan import CONCURRENT_ACT_PATCH, BlocklistScanWorkflow
+
+    runs = []
+    for n in (1, 2):
+        f = Path(__file__).parent / "data" / f"scan-history-v3-run{n}.json"
+        runs.append(WorkflowHistory.from_json(f"scan-v3-run{n}", f.read_text()))
+    first = [e.activity_task_scheduled_event_attributes.activity_type.name for e in runs[0].events
+             if e.HasField("activity_task_scheduled_event_attributes")]
+    assert first[:2] == ["blocklist_fleet_scan", "blocklist_quarantine_action"] and "blocklist_scan_page" in first
+    assert runs[0].events[-1].HasField("workflow_execution_continued_as_new_event_attributes")
+    patches = [json.loads(e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data)["id"]
+               for r in runs for e in r.events if e.HasField("marker_recorded_event_attributes")]
+    assert "scan-pages-continue-as-new" in patches and CONCURRENT_ACT_PATCH not in patches
+    for history in runs:
+        asyncio.run(Replayer(workflows=[BlocklistScanWorkflow]).replay_workflow(history))
+
+
 def test_a_page_holds_at_least_one_decision() -> None:
     _, decisions = _scan({1, 2, 3}, everywhere=False)
     acting = [d for d in decisions if d.action != ScanAction.NONE]
@@ -241,3 +269,10 @@ def test_outcome_type_round_trips() -> None:
     conv = DataConverter.default.payload_converter
     back = conv.from_payloads(conv.to_payloads([outcome]), [ScanOutcome])[0]
     assert back == outcome
+
+
+def test_act_limit_keeps_a_scan_acting_within_bounds() -> None:
+    from models.scan_contracts import MAX_ACT_CONCURRENCY, ScanInput, act_limit
+
+    assert [act_limit(n) for n in (-3, 0, 1, 20, MAX_ACT_CONCURRENCY, 10_000)] == [1, 1, 1, 20, 500, 500]
+    assert ScanInput().act_concurrency == 20

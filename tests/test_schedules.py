@@ -30,6 +30,22 @@ def test_differences_name_each_changed_field_and_ignore_the_note() -> None:
     assert "the engine's Schedules are blocklist-scan, dns-validation" in (sm.unknown_name("nope") or "")
 
 
+def test_scheduled_scans_act_with_the_setting() -> None:
+    """EMAIL_ENGINE_BLOCKLIST_ACT_CONCURRENCY reaches the Schedule's ScanInput (out of range: refused)."""
+    from pydantic import ValidationError
+
+    from client.schedules import wanted
+    from models.settings import Settings
+
+    [scan] = wanted(Settings(blocklist_act_concurrency=7), [sm.BLOCKLIST_SCAN])
+    assert scan.args["act_concurrency"] == 7 and scan.execution_timeout_seconds == 2 * 3600
+    [default] = wanted(Settings(), [sm.BLOCKLIST_SCAN])
+    assert default.args["act_concurrency"] == 20
+    for bad in (0, 501):
+        with pytest.raises(ValidationError, match="blocklist_act_concurrency"):
+            Settings(blocklist_act_concurrency=bad)
+
+
 @pytest.fixture
 def engine_cli(temporal_local, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:  # type: ignore[no-untyped-def]
     """The CLI pointed at the session's dev server, on a task queue of its own; deletes the Schedules after."""

@@ -26,10 +26,22 @@ first page, so the breaker evidence and the blast radius stay one decision per s
 whatever the runs; the blast-radius alert goes out at the tenant's first held decision, the
 broken-zones and problems alerts once, at the end of the last run. The `summary` query shows the
 progress across runs. Scans recorded before the patch (all pages first, then acting) replay unchanged.
+
+Concurrently (CONCURRENT_ACT_PATCH): a page's decisions are acted on at most ScanInput.act_concurrency
+at a time (a semaphore over asyncio.gather: the workflow's event loop is deterministic, so the commands
+replay in the same order). Nothing orders one decision after another: each concerns its own IP and saga
+id, the breaker evidence and blast radius were decided for the whole scan by the activity, the
+blast-radius alert goes with the tenant's first held decision (chosen in page order before acting), and
+joined pools are deployed at the end of the run as before. Each decision's effects enter the summary in
+page order, as soon as every decision before it is done, so the summary (and the `summary` query at any
+point) is the one acting one at a time would give, whatever order the activities complete in. A continue
+as new waits for the whole page. Runs recorded before the patch act one at a time (a bound of 1: the
+same commands, in the same order, as the loop they ran).
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import timedelta
 
@@ -51,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         ScanPageRequest,
         ScanProgress,
         ScanSummary,
+        act_limit,
     )
     from models.scan_progress import blast_radius_alert, first_blast_alert, problems_text, remember
     from models.warmup_contracts import StartWarmupRequest
@@ -67,6 +80,11 @@ FLEET_SCAN_PATCH = "fleet-scan-one-activity"
 #: Scans from here on act page by page and continue as new between pages; earlier histories replay the
 #: path that reads every page first.
 PAGED_PATCH = "scan-pages-continue-as-new"
+#: Runs from here on act on a page's decisions concurrently (ScanInput.act_concurrency); runs recorded
+#: before it replay one decision at a time.
+CONCURRENT_ACT_PATCH = "scan-act-concurrently"
+#: What acting on one decision adds to the summary: (list name, entry), models.scan_progress.remember.
+Notes = list[tuple[str, str]]
 #: A run continues as new past this many events even unsuggested (the time-skipping server never
 #: suggests; a default server does at 4,096 events), below the 10,240-event warning.
 MAX_RUN_EVENTS = 8000
@@ -105,7 +123,7 @@ class BlocklistScanWorkflow:
         # Before PAGED_PATCH: every decision in this run, then the blast-radius summaries.
         self._phase = "act"
         for d in decisions:
-            await self._act_or_report(d, wid)
+            self._remember(await self._act_or_report(d, wid))
         await self._blast_radius_alerts(decisions, wid)
         self._progress.broken_keys = broken_keys
         return await self._finish(wid)
@@ -119,6 +137,7 @@ class BlocklistScanWorkflow:
         if out is not None:
             s.pages, s.actions, p.broken_keys = out.pages, out.actions, list(out.broken_zones)
         self._phase = "act"
+        limit = act_limit(inp.act_concurrency) if workflow.patched(CONCURRENT_ACT_PATCH) else 1
         pages_here = 0
         while s.pages_done < s.pages:
             if pages_here and self._history_grown(inp, pages_here):
@@ -131,15 +150,40 @@ class BlocklistScanWorkflow:
                     remember(s, "problems", f"decision page {s.pages_done} of {s.pages} unreadable, "
                                             f"{s.actions - s.acted} decisions not acted on: {err.cause or err}")
                     break
-            for d in page:
-                await self._act_or_report(d, wid)
-                s.acted += 1
-                if d.blast_radius and first_blast_alert(p, d.tenant):
-                    await self._alert(f"{wid}/blast-radius/{d.tenant}", *blast_radius_alert(d), "critical")
+            await self._act_on_page(page, wid, limit)
             s.pages_done += 1
             pages_here += 1
             page = None
         return await self._finish(wid)
+
+    async def _act_on_page(self, page: list[ScanDecision], wid: str, limit: int) -> None:
+        """Act on a page's decisions, at most `limit` at a time; each one's effects enter the summary in
+        page order, once the decisions before it are done (see the module docstring)."""
+        p, s = self._progress, self._summary
+        # The tenant's first held decision of the scan sends the blast-radius alert: chosen in page order.
+        alert = [bool(d.blast_radius) and first_blast_alert(p, d.tenant) for d in page]
+        done: list[Notes | None] = [None] * len(page)
+        slots = asyncio.Semaphore(limit)
+        shown = 0  # decisions of the page whose effects are in the summary
+
+        async def act(i: int) -> None:
+            nonlocal shown
+            d = page[i]
+            async with slots:
+                notes = await self._act_or_report(d, wid)
+                if alert[i]:
+                    await self._alert(f"{wid}/blast-radius/{d.tenant}", *blast_radius_alert(d), "critical")
+            done[i] = notes
+            while shown < len(page) and (ready := done[shown]) is not None:
+                self._remember(ready)
+                s.acted += 1
+                shown += 1
+
+        await asyncio.gather(*(act(i) for i in range(len(page))))
+
+    def _remember(self, notes: Notes) -> None:
+        for name, value in notes:
+            remember(self._summary, name, value)
 
     @staticmethod
     def _history_grown(inp: ScanInput, pages_here: int) -> bool:
@@ -258,14 +302,16 @@ class BlocklistScanWorkflow:
         except ActivityError:
             workflow.logger.exception("alert %s could not be sent", key)
 
-    async def _act_or_report(self, d: ScanDecision, wid: str) -> None:
+    async def _act_or_report(self, d: ScanDecision, wid: str) -> Notes:
+        """Act on one decision; what it adds to the summary (a failure after retries is a problem)."""
+        notes: Notes = []
         try:
-            await self._act(d, wid)
+            await self._act(d, wid, notes)
         except ActivityError as err:
-            remember(self._summary, "problems", f"{d.address} {d.action.value}: {err.cause or err}")
+            notes.append(("problems", f"{d.address} {d.action.value}: {err.cause or err}"))
+        return notes
 
-    async def _act(self, d: ScanDecision, wid: str) -> None:
-        s = self._summary
+    async def _act(self, d: ScanDecision, wid: str, notes: Notes) -> None:
         if d.action in (ScanAction.START_SAGA, ScanAction.RESUME_SAGA):
             by = f"scan {wid}" + (" (failover not completed: run again)" if d.action == ScanAction.RESUME_SAGA else "")
             res: StartSagaResult = await workflow.execute_activity(
@@ -273,7 +319,7 @@ class BlocklistScanWorkflow:
                                                         same_scan=list(d.same_scan), blast_radius=d.blast_radius),
                 result_type=StartSagaResult, start_to_close_timeout=DB_TIMEOUT, schedule_to_close_timeout=DB_BUDGET,
                 retry_policy=DB_RETRY)
-            remember(s, "sagas", res.workflow_id)
+            notes.append(("sagas", res.workflow_id))
             if d.action == ScanAction.START_SAGA:
                 await emit("blocklist.listed", {
                     "tenant": d.tenant, "ip": d.address, "failover": res.workflow_id,
@@ -289,9 +335,9 @@ class BlocklistScanWorkflow:
             if not changed:
                 return
             if d.action == ScanAction.EXTEND:
-                remember(s, "extended", d.address)
+                notes.append(("extended", d.address))
             elif d.action == ScanAction.RETIRE:
-                remember(s, "retired", d.address)
+                notes.append(("retired", d.address))
                 await self._alert(f"retire/{d.address}", f"{d.tenant}: {d.address} retiring",
                                   f"{d.address} ({d.tenant}) was {d.detail}: "
                                   f"{'; '.join(lst.describe() for lst in d.listings)}. It is retiring and will not "
@@ -306,7 +352,7 @@ class BlocklistScanWorkflow:
                         schedule_to_close_timeout=DB_BUDGET,
                         retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30),
                                                  non_retryable_error_types=["WarmupRefused"]))
-                    remember(s, "rewarming", d.address)
+                    notes.append(("rewarming", d.address))
                 except ActivityError as err:
                     await self._alert(f"rewarm/{d.address}", f"{d.tenant}: {d.address} resting, re-warm refused",
                                       f"{d.address} left quarantine clean and is resting, but its warmup could not "
