@@ -70,12 +70,12 @@ async def _dnspython(ips: list[str], zones: list[str], settings: Settings, concu
     return time.perf_counter() - t, len(names)
 
 
-def seed_listings(bl: Rbldnsd, ip_zones: Sequence[Zone], ips: Sequence[str]) -> None:
-    """5% of the IPs listed in two zones, 1% answering an error code (unknown for the scanner, "listed"
-    for pydnsbl); every other query is NXDOMAIN."""
+def seed_listings(bl: Rbldnsd, ip_zones: Sequence[Zone], ips: Sequence[str], every: int = 20) -> None:
+    """One IP in `every` listed in two zones (5% by default), 1% of the others answering an error code
+    (unknown for the scanner, "listed" for pydnsbl); every other query is NXDOMAIN."""
     entries_by_zone: dict[str, dict[str, list[str]]] = {z.name: {} for z in ip_zones}
     for i, ip in enumerate(ips):
-        if i % 20 == 0:
+        if i % every == 0:
             for z in (ip_zones[i % len(ip_zones)], ip_zones[(i + 3) % len(ip_zones)]):
                 entries_by_zone[z.name][ip] = bl.defaults[z.zone]
         elif i % 100 == 1:
