@@ -56,6 +56,7 @@ from activities.db import session_scope, upgrade
 from activities.fleet_scan import fleet_scan
 from activities.inventory import apply_inventory
 from bench.blocklists import _ours, _pydnsbl, seed_listings
+from client.histories import run_histories
 from models.blocklist import Catalog, Kind, load_catalog
 from models.failover import saga_id
 from models.failover_contracts import FailoverInput, StartSagaRequest, StartSagaResult
@@ -139,17 +140,6 @@ class Scan:
     events: list[int]
 
 
-async def _histories(client: Any, wid: str, run_id: str) -> list[Any]:
-    out = []
-    while run_id:
-        history = await client.get_workflow_handle(wid, run_id=run_id).fetch_history()
-        out.append(history)
-        last = history.events[-1]
-        run_id = (last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
-                  if last.HasField("workflow_execution_continued_as_new_event_attributes") else "")
-    return out
-
-
 def _acting_seconds(histories: list[Any]) -> float:
     first, last = histories[0].events, histories[-1].events
     scan = next(e.event_id for e in first if e.HasField("activity_task_scheduled_event_attributes")
@@ -180,7 +170,7 @@ async def _workflow(queue: str, concurrency: list[int]) -> list[Scan]:
                                                          id=wid, task_queue=queue)
                     summary = await handle.result()
                     elapsed = time.perf_counter() - t
-                    histories = await _histories(client, wid, handle.result_run_id or "")
+                    histories = await run_histories(client, wid, handle.result_run_id or "")
                     scans.append(Scan(n, summary, elapsed, _acting_seconds(histories),
                                       [len(h.events) for h in histories]))
         return scans

@@ -23,6 +23,7 @@ from activities.alerts import Alert
 from activities.db import session_scope
 from activities.dns_checks import check_batch, check_dns_batch, dns_target_span, state_of, target_span
 from activities.inventory import apply_inventory
+from client.histories import run_histories
 from models.dns_contracts import DnsBatchRequest, DnsBatchResult, DnsValidationInput, DnsValidationStatus
 from models.dns_tables import DnsCheck
 from models.inventory import parse
@@ -194,26 +195,12 @@ async def _options(client: Any, workflow_id: str, run_id: str) -> dict[str, set[
     """The activity options of every run of a workflow id (following continue-as-new from `run_id`)."""
     from tests.support import activity_options
 
-    histories = []
-    while run_id:
-        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-        histories.append(history)
-        last = history.events[-1]
-        run_id = (last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
-                  if last.HasField("workflow_execution_continued_as_new_event_attributes") else "")
-    return activity_options(*histories)
+    return activity_options(*await run_histories(client, workflow_id, run_id))
 
 
 async def _run_events(client: Any, workflow_id: str, run_id: str) -> list[int]:
     """History events of every run of a workflow id, following continue-as-new from `run_id`."""
-    counts: list[int] = []
-    while run_id:
-        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-        counts.append(len(history.events))
-        last = history.events[-1]
-        run_id = (last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
-                  if last.HasField("workflow_execution_continued_as_new_event_attributes") else "")
-    return counts
+    return [len(h.events) for h in await run_histories(client, workflow_id, run_id)]
 
 
 async def test_batches_continue_as_new_with_one_summary(temporal_time_skipping, sqlite_url: str, fleet: DnsFleet,

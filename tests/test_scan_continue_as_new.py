@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlmodel import select
 from temporalio import activity
-from temporalio.client import Client, WorkflowHistory
+from temporalio.client import WorkflowHistory
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer
 
@@ -33,6 +33,7 @@ from activities.blocklists import BrokenZone, ListedEntry, ScanReport, TargetRep
 from activities.db import session_scope
 from activities.failover import QuarantineAction, apply_quarantine_action
 from activities.fleet_scan import fleet_scan_activity_with
+from client.histories import run_histories
 from client.relay import start_failover_saga, start_ip_warmup
 from models.failover import saga_id
 from models.failover_contracts import StartSagaRequest, StartSagaResult
@@ -153,18 +154,6 @@ async def _until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def _runs(client: Client, wid: str, first_run: str) -> list[WorkflowHistory]:
-    """Every run's history, following the continue-as-new chain from the first run."""
-    out, run_id = [], first_run
-    while run_id:
-        history = await client.get_workflow_handle(wid, run_id=run_id).fetch_history()
-        out.append(history)
-        last = history.events[-1]
-        run_id = (last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
-                  if last.HasField("workflow_execution_continued_as_new_event_attributes") else "")
-    return out
-
-
 async def test_every_decision_acted_on_once_across_runs(temporal_time_skipping, db_url: str) -> None:
     url, alerts, spies = db_url, fs.AlertLog(), Spies()
     _seed(url)
@@ -191,7 +180,7 @@ async def test_every_decision_acted_on_once_across_runs(temporal_time_skipping, 
         with env.auto_time_skipping_disabled():  # held sagas must not time out while the scan finishes
             summary = await handle.result()
         assert await running.query(BlocklistScanWorkflow.summary) == summary  # the last run answers too
-        histories = await _runs(client, wid, first_run)
+        histories = await run_histories(client, wid, first_run)
         for wf in summary.sagas:
             await fs.end_workflow(client, wf)
 
@@ -295,7 +284,7 @@ async def _scan(env: Any, inp: ScanInput, spies: Spies, alerts: fs.AlertLog
             spies.release.set()
         with env.auto_time_skipping_disabled():  # held sagas must not time out while the scan finishes
             summary = await handle.result()
-        histories = await _runs(client, wid, handle.result_run_id or "")
+        histories = await run_histories(client, wid, handle.result_run_id or "")
     for saga in summary.sagas:
         await fs.end_workflow(client, saga)
     return wid, summary, histories, mid
