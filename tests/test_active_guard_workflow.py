@@ -338,6 +338,10 @@ async def test_capacity_loss_hold_then_approve_deny_undo_and_pause_policy(
             await step_state(client, FIVE[2], "undone")
             await answer(client, "beta", PAUSED, "undo", "FBL reports were a test", actor="cli:ops")
             await step_state(client, PAUSED, "undone", "beta")
+            # "undone" is recorded before the pool is deployed again: the rendered pools are read once the
+            # two undone steps have finished (deploy and alert done)
+            for tenant, address in (("acme", FIVE[2]), ("beta", PAUSED)):
+                await client.get_workflow_handle(step_workflow_id(tenant, address)).result()
 
         assert {a: (ip_row(db_url, a).status.value, ip_row(db_url, a).daily_quota) for a in [*FIVE, PAUSED]} == {
             FIVE[0]: ("active", 10_000), FIVE[1]: ("warming", 1000), FIVE[2]: ("active", 10_000),
