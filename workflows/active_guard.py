@@ -24,7 +24,6 @@ import json
 from datetime import UTC, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -47,10 +46,6 @@ with workflow.unsafe.imports_passed_through():
 
 #: A failed deploy is retried for this long; the pool is deployed again by the next change or deploy.
 DEPLOY_BUDGET = timedelta(hours=1)
-#: Starting or stopping the IP's warmup workflow: a database write and a workflow start/terminate.
-WARMUP_TIMEOUT = timedelta(seconds=30)
-WARMUP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=30),
-                           non_retryable_error_types=["WarmupRefused", "WarmupCancelRefused"])
 
 
 def _cause(err: ActivityError) -> str:
@@ -217,8 +212,8 @@ class GuardStepWorkflow:
                 warmup = await workflow.execute_activity(
                     "start_ip_warmup", StartWarmupRequest(inp.address, f"re-warm after the active guard's step down "
                                                           f"({inp.day})", wid),
-                    result_type=str, start_to_close_timeout=WARMUP_TIMEOUT, heartbeat_timeout=opt.HEARTBEAT,
-                    schedule_to_close_timeout=opt.DB_SCHEDULE_TO_CLOSE, retry_policy=WARMUP_RETRY)
+                    result_type=str, start_to_close_timeout=opt.DB_START_TO_CLOSE, heartbeat_timeout=opt.HEARTBEAT,
+                    schedule_to_close_timeout=opt.DB_SCHEDULE_TO_CLOSE, retry_policy=opt.WARMUP_CONTROL_RETRY)
                 self._note(f"re-warm: {warmup}")
             except ActivityError as err:
                 warmup = f"its warmup workflow could NOT be started ({_cause(err)}): `email-engine warmup start " \
@@ -287,8 +282,8 @@ class GuardStepWorkflow:
             if inp.action == "step_down":
                 await workflow.execute_activity(
                     "cancel_ip_warmup", CancelWarmupRequest(inp.address, "active", reason, st.workflow_id),
-                    start_to_close_timeout=WARMUP_TIMEOUT, heartbeat_timeout=opt.HEARTBEAT,
-                    schedule_to_close_timeout=opt.DB_SCHEDULE_TO_CLOSE, retry_policy=WARMUP_RETRY)
+                    start_to_close_timeout=opt.DB_START_TO_CLOSE, heartbeat_timeout=opt.HEARTBEAT,
+                    schedule_to_close_timeout=opt.DB_SCHEDULE_TO_CLOSE, retry_policy=opt.WARMUP_CONTROL_RETRY)
             else:
                 await _db("guard_restore_active", self._req(answer.reason, answer.actor), bool)
         except ActivityError as err:

@@ -52,8 +52,9 @@ SAGA_RETRY = retry("UnexpectedStatus", "UnknownIp", "BadRequest", maximum=30.0)
 #: The saga's deploy waits for the serialized host deploy (DEPLOY_START_TO_CLOSE a try, heartbeating).
 SAGA_DEPLOY_SCHEDULE_TO_CLOSE = timedelta(hours=2)
 SAGA_DEPLOY_RETRY = retry("DeployFailed", "UnknownTenant", initial=5.0, maximum=30.0)
-#: Start and cancel of a standby's warmup (a database write and a workflow start/terminate).
-SAGA_WARMUP_RETRY = retry("WarmupRefused", "WarmupCancelRefused", initial=2.0, maximum=30.0)
+#: Start and cancel of an IP's warmup (a database write and a workflow start/terminate): the saga's standby,
+#: the active guard's step-down.
+WARMUP_CONTROL_RETRY = retry("WarmupRefused", "WarmupCancelRefused", initial=2.0, maximum=30.0)
 #: The saga's alerts never hold it for long (Telegram down: logged, the saga goes on).
 SAGA_ALERT_START_TO_CLOSE = timedelta(seconds=20)
 SAGA_ALERT_SCHEDULE_TO_CLOSE = timedelta(minutes=2)

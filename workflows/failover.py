@@ -380,7 +380,7 @@ class FailoverSaga:
             await workflow.execute_activity(
                 "start_ip_warmup", StartWarmupRequest(cand, f"failover standby for {st.address}", wid),
                 result_type=str, start_to_close_timeout=opt.DB_START_TO_CLOSE, heartbeat_timeout=opt.HEARTBEAT,
-                schedule_to_close_timeout=opt.DB_SCHEDULE_TO_CLOSE, retry_policy=opt.SAGA_WARMUP_RETRY)
+                schedule_to_close_timeout=opt.DB_SCHEDULE_TO_CLOSE, retry_policy=opt.WARMUP_CONTROL_RETRY)
             st.standby = cand
             await self._audit(f"failover step 3: standby {cand} activated (warming)")
             self._note("standby", f"{cand} warming")
@@ -402,7 +402,7 @@ class FailoverSaga:
                     "cancel_ip_warmup", CancelWarmupRequest(comp.address, "standby",
                                                             f"failover of {st.address} undone", st.workflow_id),
                     start_to_close_timeout=opt.DB_START_TO_CLOSE, heartbeat_timeout=opt.HEARTBEAT,
-                    schedule_to_close_timeout=opt.DB_SCHEDULE_TO_CLOSE, retry_policy=opt.SAGA_WARMUP_RETRY)
+                    schedule_to_close_timeout=opt.DB_SCHEDULE_TO_CLOSE, retry_policy=opt.WARMUP_CONTROL_RETRY)
                 if st.standby == comp.address:
                     st.standby = None
             elif comp.kind == "release":
