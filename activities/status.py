@@ -2,7 +2,8 @@
 read-only sections.
 
 Each section reads what a feature persists; a section whose table does not exist yet says
-"not available" instead of failing. The Temporal part (warmups, held failovers) is client/status.py.
+"not available" instead of failing. The Temporal part (warmups, held failovers and guard steps) is
+client/status.py.
 """
 
 from __future__ import annotations

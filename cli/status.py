@@ -47,6 +47,7 @@ def render(data: dict[str, Any]) -> None:
     console.print(w)
     if not tmp["available"]:
         console.print(f"[yellow]note:[/] {tmp['note']}", highlight=False)
+        console.print("[bold]Failovers, guard steps held for approval:[/] unknown (Temporal unreachable)")
     else:
         for p in tmp["paused"]:
             console.print(f"  paused {p['workflow_id']}: {p['reason']} (by {p['by']}"
@@ -57,6 +58,7 @@ def render(data: dict[str, Any]) -> None:
         for h in held:
             console.print(f"  {h['workflow_id']}: {'; '.join(h['reasons'])} -> "
                           f"email-engine failover approve/deny or the Telegram buttons", highlight=False)
+        render_guard_held(tmp)
 
     bl = data["blocklists"]
     listings = ", ".join(f"{t}: {n}" for t, n in bl["open_listings"].items()) or "none"
@@ -107,9 +109,24 @@ def render(data: dict[str, Any]) -> None:
         console.print(d)
 
 
+def render_guard_held(tmp: dict[str, Any]) -> None:
+    """Active-guard steps waiting for an operator (capacity-loss hold): who, why, since when, how to answer
+    (lines, not a table: the evidence and the command stay readable and copyable in 80 columns)."""
+    held = tmp["guard_steps_held"]
+    console.print(f"[bold]Guard steps held for approval:[/] [{'red' if held else 'green'}]{len(held)}[/] "
+                  f"({tmp['guard_steps_running']} open; unanswered in time: denied)", highlight=False)
+    for h in held:
+        step = "pause" if h["action"] == "pause" else f"step down to {h['to_phase']}"
+        console.print(f"  {h['tenant']} {h['address']}: {step}, held since {h['since']:%Y-%m-%d %H:%M} UTC",
+                      highlight=False, markup=False)
+        verdict = h["evidence"].split(". Window ", 1)[0]  # the verdict; the window's figures: --json, guard status
+        console.print(f"    {verdict}; {h['hold_reason']}", highlight=False, markup=False)
+        console.print(f"    -> {h['answer']}", highlight=False, markup=False, soft_wrap=True)
+
+
 def status(json_out: bool = JsonOpt) -> None:
     """The fleet on one screen: IPs by status and today's capacity per tenant, warmups by phase and
-    paused, failovers awaiting approval, last blocklist scan and broken zones, DNS failures, MTA
+    paused, failovers and active-guard steps awaiting approval, last blocklist scan and broken zones, DNS failures, MTA
     deploy drift. Works without Temporal (then warmups come from the inventory, with a note)."""
     from client.connection import run
     from client.status import collect

@@ -10,7 +10,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -38,6 +38,9 @@ from models.settings import get_settings
 
 #: Updates an operator sends to a step.
 ANSWERS = ("approve", "deny", "undo")
+
+#: Visibility query of the open steps (held ones among them); they carry the Tenant and IpAddress attributes.
+RUNNING = f'WorkflowType = "{STEP_WORKFLOW}" AND ExecutionStatus = "Running"'
 
 
 def _tenant(tenant: str | None) -> str | None:
@@ -96,16 +99,21 @@ async def start_step(client: Client, inp: GuardStepInput, task_queue: str) -> St
     return StartGuardStepResult(wid, desc.run_id, memo.get("day") == inp.day)
 
 
+async def query_state(handle: WorkflowHandle[Any, Any]) -> GuardStepState:
+    """A step workflow's `state` query, typed."""
+    state: GuardStepState = await handle.query("state", result_type=GuardStepState)
+    return state
+
+
 async def step_state(client: Client, tenant: str, address: str) -> GuardStepState:
     """The `state` query of the IP's step workflow; NotRunning if it has none."""
     wid = step_workflow_id(names.tenant(tenant), names.ip_address(address))
     try:
-        state: GuardStepState = await client.get_workflow_handle(wid).query("state", result_type=GuardStepState)
+        return await query_state(client.get_workflow_handle(wid))
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             raise NotRunning(f"no guard step {wid}") from None
         raise
-    return state
 
 
 async def answer(client: Client, tenant: str, address: str, update: str, reason: str, incident: str | None = None,

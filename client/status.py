@@ -1,6 +1,7 @@
 """The fleet at a glance (`email-engine status`): the inventory's sections (activities.status) plus
 Temporal's: warmups by tenant and phase (visibility with the engine's search attributes, then the
-typed `status` query per workflow, paused ones counted) and failovers held for approval. When
+typed `status` query per workflow, paused ones counted), failovers and active-guard steps held for
+approval (the same way: visibility, then each workflow's `state` query). When
 Temporal is unreachable the warmups fall back to the inventory and the status says so.
 """
 
@@ -15,8 +16,10 @@ from temporalio.client import Client
 from activities.status import database_sections
 from client.failovers import RUNNING as RUNNING_FAILOVERS
 from client.failovers import query_state
+from client.guard import RUNNING as RUNNING_GUARD_STEPS
+from client.guard import query_state as query_guard_state
 from client.warmups import query_status
-from models.search_attributes import TENANT, WARMUP_PHASE
+from models.search_attributes import IP_ADDRESS, TENANT, WARMUP_PHASE
 
 log = logging.getLogger("email_engine.status")
 
@@ -25,7 +28,7 @@ MAX_QUERIES = 200
 
 
 async def temporal_sections(client: Client) -> dict[str, Any]:
-    """Warmups by tenant and phase (paused ones counted) and failovers held for approval."""
+    """Warmups by tenant and phase (paused ones counted), failovers and guard steps held for approval."""
     warmups: dict[str, dict[str, Any]] = {}
     paused: list[dict[str, Any]] = []
     n = 0
@@ -58,8 +61,34 @@ async def temporal_sections(client: Client) -> dict[str, Any]:
         if state is not None and state.status == "held":
             held.append({"workflow_id": wf.id, "tenant": state.tenant, "address": state.address,
                          "reasons": state.reasons, "listings": state.listings})
+    guard_running, guard_held = await held_guard_steps(client)
     return {"available": True, "warmups": dict(sorted(warmups.items())), "paused": paused,
-            "failovers_running": running_failovers, "failovers_held": held}
+            "failovers_running": running_failovers, "failovers_held": held,
+            "guard_steps_running": guard_running, "guard_steps_held": guard_held}
+
+
+async def held_guard_steps(client: Client) -> tuple[int, list[dict[str, Any]]]:
+    """Open GuardStepWorkflows, and those waiting for `email-engine guard approve|deny` (capacity-loss
+    hold), oldest first: `since` is the workflow's start, which is when the hold began (holding is its
+    first step)."""
+    running = 0
+    held: list[dict[str, Any]] = []
+    async for wf in client.list_workflows(RUNNING_GUARD_STEPS):
+        running += 1
+        try:
+            state = await query_guard_state(client.get_workflow_handle(wf.id, run_id=wf.run_id))
+        except Exception as exc:  # a step whose worker is down cannot answer queries
+            log.warning("state query of %s failed: %s", wf.id, exc)
+            continue
+        if state.status != "held":
+            continue
+        sa = wf.typed_search_attributes
+        tenant, address = sa.get(TENANT) or state.tenant, sa.get(IP_ADDRESS) or state.address
+        held.append({"workflow_id": wf.id, "run_id": wf.run_id, "tenant": tenant, "address": address,
+                     "day": state.day, "action": state.action, "to_phase": state.to_phase,
+                     "evidence": state.evidence, "hold_reason": state.hold_reason, "since": wf.start_time,
+                     "answer": f"email-engine guard approve|deny {tenant} {address} --reason ..."})
+    return running, sorted(held, key=lambda h: (h["since"], h["workflow_id"]))
 
 
 async def collect(url: str | None = None, client: Client | None = None, connect_timeout: float = 3.0

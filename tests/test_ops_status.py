@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, text
@@ -22,6 +24,7 @@ from models.failover_contracts import SagaState
 from models.inventory import parse
 from models.search_attributes import TENANT, WARMUP_PHASE
 from models.warmup_contracts import WarmupStatus
+from tests import failover_support as fs
 from tests.conftest import REFERENCE_INVENTORY
 from tests.support import free_port
 
@@ -147,4 +150,64 @@ def test_status_cli_without_temporal(db_url: str, cli: CliRunner, monkeypatch: p
     result = cli.invoke(app, ["status"])
     assert result.exit_code == 0, result.output
     assert "Temporal unreachable" in result.output and "402,200" in result.output
+    assert "guard steps held for approval: unknown (Temporal unreachable)" in result.output
     get_settings.cache_clear()
+
+
+async def test_status_shows_guard_steps_held_for_approval_not_applied_ones(
+        db_url: str, temporal_local, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real guard on the dev server (real ingest, ActiveGuardWorkflow, GuardStepWorkflow, the registry's
+    activities): three step-downs in a five-IP tenant, the first runs (applied, in its undo window), two are
+    held by the capacity-loss limit. Status lists the two held ones, in --json and in the table."""
+    from client.guard import run_guard
+    from models.guard_contracts import step_workflow_id
+    from models.settings import get_settings
+    from tests.test_active_guard_workflow import FIVE, HOST, ingest, seed, week_before
+
+    client: Client = temporal_local.client
+    tenant = f"gs-{uuid.uuid4().hex[:6]}"  # the dev server lives for the session (two backends run this)
+    seed(db_url, {tenant: ("", [(a, "active", None) for a in FIVE])})
+    for address in FIVE[:3]:
+        await ingest(tmp_path, db_url, address, week_before(dt.datetime.now(dt.UTC).date()), (1000, 70, 20, 0))
+    async with fs.engine_worker(client, [fs.AlertLog().activity()]) as queue:
+        try:
+            result = await run_guard(client, tenant, task_queue=queue, url=db_url)
+            assert [(s.address, s.held) for s in result.plan.steps] == [(FIVE[0], False), (FIVE[1], True),
+                                                                         (FIVE[2], True)]
+            await fs.wait_for(client.get_workflow_handle(step_workflow_id(tenant, FIVE[0])),
+                              lambda st: st["status"] == "applied", timeout=60)
+            for _ in range(100):  # visibility is eventually consistent
+                data = await collect(db_url, client)
+                held = [h for h in data["temporal"]["guard_steps_held"] if h["tenant"] == tenant]
+                if len(held) == 2:
+                    break
+                await asyncio.sleep(0.1)
+            monkeypatch.setenv("EMAIL_ENGINE_TEMPORAL_ADDRESS", client.service_client.config.target_host)
+            get_settings.cache_clear()
+            as_json = await asyncio.to_thread(CliRunner().invoke, app, ["status", "--json"])
+            table = await asyncio.to_thread(CliRunner().invoke, app, ["status"])
+        finally:
+            await fs.end_workflow(client, f"mta-deploy/{HOST}")
+            for address in FIVE:
+                await fs.end_workflow(client, step_workflow_id(tenant, address))
+                await fs.end_workflow(client, f"warmup/{tenant}/{address}")
+            get_settings.cache_clear()
+    assert [h["address"] for h in held] == FIVE[1:3]  # not FIVE[0]: applied, only undoable
+    h = held[0]
+    assert (h["workflow_id"], h["action"], h["to_phase"]) == (step_workflow_id(tenant, FIVE[1]), "step_down",
+                                                              "week_5")
+    assert h["evidence"].startswith("step down to week_5: bounce rate 8.41% (630/7490)"), h["evidence"]
+    assert "bounce 630/7490 = 8.41% [7.80%, 9.06%]" in h["evidence"], h["evidence"]
+    assert "capacity" in h["hold_reason"], h["hold_reason"]
+    assert dt.timedelta(0) <= dt.datetime.now(dt.UTC) - h["since"] < dt.timedelta(minutes=5)
+    assert h["answer"] == f"email-engine guard approve|deny {tenant} {FIVE[1]} --reason ..."
+    assert as_json.exit_code == 0, as_json.output
+    cli_held = [c for c in json.loads(as_json.output)["temporal"]["guard_steps_held"] if c["tenant"] == tenant]
+    assert [(c["address"], c["answer"]) for c in cli_held] == [(g["address"], g["answer"]) for g in held]
+    assert table.exit_code == 0, table.output
+    assert f"  {tenant} {FIVE[1]}: step down to week_5, held since {h['since']:%Y-%m-%d %H:%M} UTC" in table.output
+    assert f"-> email-engine guard approve|deny {tenant} {FIVE[2]} --reason ..." in table.output
+    flat = " ".join(table.output.split())  # the console wraps at 80 columns
+    assert "step down to week_5: bounce rate 8.41% (630/7490), lower bound 7.80% > max 5.00%; capacity-loss hold: " \
+           f"with this step {tenant} would lose 18,000 of its 50,000/day capacity today (36.0%)" in flat
+    assert f"{tenant} {FIVE[0]}" not in table.output
