@@ -8,7 +8,6 @@ run then wakes the receivers with pending rows (also those queued by `email-engi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -19,8 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import activity_options as opt
     from workflows.webhook_events import wake_receivers
 
-#: A host whose files cannot be fetched within this budget is reported; the next hourly run resumes.
-INGEST_BUDGET = timedelta(minutes=50)
+# Timeouts and retries: the ACCOUNTING_* policies of workflows/activity_options.py.
 
 
 @dataclass
@@ -46,15 +44,16 @@ class AccountingIngestWorkflow:
         if hosts is None:
             hosts = await workflow.execute_activity(
                 "list_accounting_hosts", result_type=list[str], start_to_close_timeout=opt.DB_START_TO_CLOSE,
-                schedule_to_close_timeout=INGEST_BUDGET, heartbeat_timeout=opt.HEARTBEAT, retry_policy=opt.DB_RETRY)
+                schedule_to_close_timeout=opt.ACCOUNTING_SCHEDULE_TO_CLOSE, heartbeat_timeout=opt.HEARTBEAT,
+                retry_policy=opt.DB_RETRY)
         result = AccountingIngestResult()
         for host in hosts:
             try:
                 report = await workflow.execute_activity(
                     "ingest_host_accounting", HostIngestRequest(host), result_type=HostIngestReport,
-                    start_to_close_timeout=timedelta(minutes=30), schedule_to_close_timeout=INGEST_BUDGET,
-                    heartbeat_timeout=timedelta(seconds=30),
-                    retry_policy=opt.retry("HostKeyMismatch", "SshLoginRefused", initial=5.0, maximum=60.0))
+                    start_to_close_timeout=opt.ACCOUNTING_HOST_START_TO_CLOSE,
+                    schedule_to_close_timeout=opt.ACCOUNTING_SCHEDULE_TO_CLOSE,
+                    heartbeat_timeout=opt.ACCOUNTING_HOST_HEARTBEAT, retry_policy=opt.ACCOUNTING_HOST_RETRY)
             except ActivityError as err:
                 result.failed[host] = str(err.cause or err)
                 continue

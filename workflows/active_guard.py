@@ -44,9 +44,6 @@ with workflow.unsafe.imports_passed_through():
     from models.warmup_contracts import CancelWarmupRequest, StartWarmupRequest
     from workflows import activity_options as opt
 
-#: A failed deploy is retried for this long; the pool is deployed again by the next change or deploy.
-DEPLOY_BUDGET = timedelta(hours=1)
-
 
 def _cause(err: ActivityError) -> str:
     return err.cause.message if isinstance(err.cause, ApplicationError) else str(err.cause or err)
@@ -172,8 +169,8 @@ class GuardStepWorkflow:
             out = await workflow.execute_activity(
                 "deploy_tenant_pool", DeployPoolRequest(st.tenant, f"{st.address}: {reason}", st.workflow_id),
                 result_type=DeployOutcome, start_to_close_timeout=opt.DEPLOY_START_TO_CLOSE,
-                schedule_to_close_timeout=DEPLOY_BUDGET, heartbeat_timeout=opt.DEPLOY_HEARTBEAT,
-                retry_policy=opt.retry("DeployFailed", "UnknownTenant", initial=5.0, maximum=60.0))
+                schedule_to_close_timeout=opt.POOL_DEPLOY_SCHEDULE_TO_CLOSE, heartbeat_timeout=opt.DEPLOY_HEARTBEAT,
+                retry_policy=opt.POOL_DEPLOY_RETRY)
         except ActivityError as err:
             text = f"MTA deploy FAILED ({_cause(err)})"
             self._note(text)

@@ -78,3 +78,87 @@ DNS_ALERT_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 DNS_V1_LIST_START_TO_CLOSE = timedelta(minutes=2)
 DNS_V1_CHECK_START_TO_CLOSE = timedelta(minutes=3)
 DNS_V1_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attempts=3)
+
+# ------------------------------------------------------------------------------- webhook events
+# Emitting an event is one database write: the caller waits seconds, never for a receiver. A worker
+# without the activity fails it at once ("NotFoundError"): the event is dropped with a log line.
+
+WEBHOOK_EMIT_START_TO_CLOSE = timedelta(seconds=30)
+WEBHOOK_EMIT_SCHEDULE_TO_CLOSE = timedelta(minutes=10)
+WEBHOOK_EMIT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10),
+                                 non_retryable_error_types=["NotFoundError"])
+
+# ------------------------------------------------------------------------------- webhook delivery
+# Giving up a head event uses DB_START_TO_CLOSE / DB_SCHEDULE_TO_CLOSE, its alert the ALERT_* ones.
+
+#: How long the head event of a queue is retried before it is given up (Standard Webhooks senders
+#: retry for days; the issue asks at least 24 h), backing off from 10 s to 10 min.
+WEBHOOK_DELIVERY_SCHEDULE_TO_CLOSE = timedelta(hours=72)
+WEBHOOK_DELIVERY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=10), backoff_coefficient=2.0,
+                                     maximum_interval=timedelta(minutes=10), maximum_attempts=0)
+#: One batch: at most ~60 s of POSTs (10 s timeout each), heartbeating per event.
+WEBHOOK_BATCH_START_TO_CLOSE = timedelta(minutes=3)
+WEBHOOK_BATCH_HEARTBEAT = timedelta(seconds=30)
+#: Marking the head event given up.
+WEBHOOK_DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+
+# ------------------------------------------------------------------------------- MailWizz sync
+#: A tenant whose MailWizz cannot be read within this budget is alerted; the next run retries.
+MAILWIZZ_TENANT_SCHEDULE_TO_CLOSE = timedelta(minutes=20)
+MAILWIZZ_CHECK_START_TO_CLOSE = timedelta(minutes=2)
+#: Reading the day's campaign figures, and the new unsubscribes.
+MAILWIZZ_INGEST_START_TO_CLOSE = timedelta(minutes=10)
+#: The listed types are MailWizz answers that retrying cannot fix (wrong key, API disabled for the
+#: customer, wrong URL).
+MAILWIZZ_RETRY = retry("MailwizzAuthError", "MailwizzForbidden", "MailwizzNotFound", "MailwizzProtocolError",
+                       "LookupError", initial=10.0, maximum=120.0)
+
+# ------------------------------------------------------------------------------- accounting ingest
+#: A host whose files cannot be fetched within this budget is reported; the next hourly run resumes
+#: (also the budget of listing the hosts).
+ACCOUNTING_SCHEDULE_TO_CLOSE = timedelta(minutes=50)
+#: One host's new accounting files over SFTP.
+ACCOUNTING_HOST_START_TO_CLOSE = timedelta(minutes=30)
+ACCOUNTING_HOST_HEARTBEAT = timedelta(seconds=30)
+ACCOUNTING_HOST_RETRY = retry("HostKeyMismatch", "SshLoginRefused", initial=5.0, maximum=60.0)
+
+# ------------------------------------------------------------------------------- warmup and active guard
+#: Their pool deploys (DEPLOY_START_TO_CLOSE a try, heartbeating): a failed deploy is retried for this
+#: long, then the warmup's next daily tick, or the guard's next change, deploys the pool again.
+POOL_DEPLOY_SCHEDULE_TO_CLOSE = timedelta(hours=1)
+POOL_DEPLOY_RETRY = retry("DeployFailed", "UnknownTenant", initial=5.0, maximum=60.0)
+
+# ------------------------------------------------------------------------------- blocklist scan
+#: Retries bounded by time, not a count: a database failover of a minute must not lose a scan's actions
+#: (its database steps, its pool deploys, its re-warm starts).
+SCAN_SCHEDULE_TO_CLOSE = timedelta(hours=1)
+SCAN_DB_START_TO_CLOSE = timedelta(minutes=2)
+SCAN_DB_RETRY = retry("UnknownTenant", "BadRequest", "UnknownIp", maximum=30.0)
+#: The scan itself ("blocklist_fleet_scan"): a few attempts, heartbeating.
+SCAN_START_TO_CLOSE = timedelta(minutes=30)
+SCAN_HEARTBEAT = timedelta(seconds=60)
+SCAN_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["BadScanRequest", "UnknownTenant"])
+#: "scan_blocklists", of scans started before the fleet scan, kept for their replay only.
+SCAN_V1_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["BadScanRequest"])
+#: Converging the pool of a tenant whose failover did not finish (DEPLOY_START_TO_CLOSE a try).
+SCAN_DEPLOY_HEARTBEAT = timedelta(seconds=30)
+SCAN_DEPLOY_RETRY = retry("DeployFailed", "UnknownTenant", maximum=30.0)
+#: Re-warming an IP that left quarantine clean (DB_START_TO_CLOSE a try).
+SCAN_REWARM_RETRY = retry("WarmupRefused", maximum=30.0)
+SCAN_ALERT_START_TO_CLOSE = timedelta(seconds=30)
+SCAN_ALERT_SCHEDULE_TO_CLOSE = timedelta(minutes=2)
+SCAN_ALERT_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
+
+# ------------------------------------------------------------------------------- MTA host deploy
+#: One deploy of a host ("deploy_mta_host"). It heartbeats every 5 s: a worker that died mid-deploy is
+#: noticed within HOST_DEPLOY_HEARTBEAT, and the retry reclaims the host lock and restores the previous
+#: release before deploying again. Retries are bounded by time (an unreachable host gets
+#: HOST_DEPLOY_SCHEDULE_TO_CLOSE to come back); the listed types are not fixed by retrying.
+HOST_DEPLOY_START_TO_CLOSE = timedelta(minutes=10)
+HOST_DEPLOY_HEARTBEAT = timedelta(seconds=15)
+HOST_DEPLOY_SCHEDULE_TO_CLOSE = timedelta(minutes=30)
+HOST_DEPLOY_RETRY = retry("HostKeyMismatch", "SshLoginRefused", "UnsafePath", "DeployConfigError",
+                          "DkimKeyChangeRefused", "LookupError", "NameError_", "FirewallRefused", "FirewallError",
+                          initial=5.0, maximum=60.0)
+#: Its failure alert, fired off (the next deploy never waits for Telegram).
+HOST_DEPLOY_ALERT_START_TO_CLOSE = timedelta(seconds=30)

@@ -43,10 +43,8 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -67,14 +65,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.scan_progress import blast_radius_alert, first_blast_alert, problems_text, remember
     from models.warmup_contracts import StartWarmupRequest
+    from workflows import activity_options as opt
     from workflows.webhook_events import emit
 
-DB_TIMEOUT = timedelta(minutes=2)
-#: Retries bounded by time, not a count: a database failover of a minute must not lose a scan's actions.
-DB_BUDGET = timedelta(hours=1)
-DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30),
-                       non_retryable_error_types=["UnknownTenant", "BadRequest", "UnknownIp"])
-ALERT_BUDGET = timedelta(minutes=2)
+# Timeouts and retries: the SCAN_* policies of workflows/activity_options.py.
 #: Scans from here on run "blocklist_fleet_scan" (issue 14); earlier histories replay the three activities.
 FLEET_SCAN_PATCH = "fleet-scan-one-activity"
 #: Scans from here on act page by page and continue as new between pages; earlier histories replay the
@@ -215,10 +209,9 @@ class BlocklistScanWorkflow:
                 out: DeployOutcome = await workflow.execute_activity(
                     "deploy_tenant_pool", DeployPoolRequest(tenant, "quarantined IPs of unfinished failovers out of "
                                                             "the pool", wid),
-                    result_type=DeployOutcome, start_to_close_timeout=timedelta(minutes=15),
-                    heartbeat_timeout=timedelta(seconds=30), schedule_to_close_timeout=DB_BUDGET,
-                    retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30),
-                                             non_retryable_error_types=["DeployFailed", "UnknownTenant"]))
+                    result_type=DeployOutcome, start_to_close_timeout=opt.DEPLOY_START_TO_CLOSE,
+                    heartbeat_timeout=opt.SCAN_DEPLOY_HEARTBEAT, schedule_to_close_timeout=opt.SCAN_SCHEDULE_TO_CLOSE,
+                    retry_policy=opt.SCAN_DEPLOY_RETRY)
                 remember(s, "deployed", f"{tenant}: {out.host} generation {out.generation}")
             except ActivityError as err:
                 remember(s, "problems", f"deploy of {tenant}'s pool: {err.cause or err}")
@@ -231,17 +224,16 @@ class BlocklistScanWorkflow:
         self._phase = "scan"
         out: ScanOutcome = await workflow.execute_activity(
             "blocklist_fleet_scan", FleetScanRequest(inp.tenant, wid, page_bytes=max(1, inp.page_bytes)),
-            result_type=ScanOutcome, start_to_close_timeout=timedelta(minutes=30),
-            heartbeat_timeout=timedelta(seconds=60),
-            retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["BadScanRequest",
-                                                                                    "UnknownTenant"]))
+            result_type=ScanOutcome, start_to_close_timeout=opt.SCAN_START_TO_CLOSE,
+            heartbeat_timeout=opt.SCAN_HEARTBEAT, retry_policy=opt.SCAN_RETRY)
         s.targets, s.queries, s.listed, s.broken_zones = out.targets, out.queries, out.listed, list(out.broken)
         return out
 
     async def _page(self, wid: str, page: int) -> list[ScanDecision]:
         decisions: list[ScanDecision] = await workflow.execute_activity(
             "blocklist_scan_page", ScanPageRequest(wid, page), result_type=list[ScanDecision],
-            start_to_close_timeout=DB_TIMEOUT, schedule_to_close_timeout=DB_BUDGET, retry_policy=DB_RETRY)
+            start_to_close_timeout=opt.SCAN_DB_START_TO_CLOSE,
+            schedule_to_close_timeout=opt.SCAN_SCHEDULE_TO_CLOSE, retry_policy=opt.SCAN_DB_RETRY)
         return decisions
 
     async def _fleet_scan(self, inp: ScanInput, wid: str) -> tuple[list[ScanDecision], list[str]]:
@@ -260,20 +252,22 @@ class BlocklistScanWorkflow:
         s = self._summary
         self._phase = "targets"
         targets: list[ScanTarget] = await workflow.execute_activity(
-            "blocklist_scan_targets", inp.tenant, result_type=list[ScanTarget], start_to_close_timeout=DB_TIMEOUT,
-            schedule_to_close_timeout=DB_BUDGET, retry_policy=DB_RETRY)
+            "blocklist_scan_targets", inp.tenant, result_type=list[ScanTarget],
+            start_to_close_timeout=opt.SCAN_DB_START_TO_CLOSE, schedule_to_close_timeout=opt.SCAN_SCHEDULE_TO_CLOSE,
+            retry_policy=opt.SCAN_DB_RETRY)
         s.targets = len(targets)
         self._phase = "scan"
         report: ScanReport = await workflow.execute_activity(
             "scan_blocklists", ScanRequest(targets), result_type=ScanReport,
-            start_to_close_timeout=timedelta(minutes=30), heartbeat_timeout=timedelta(seconds=60),
-            retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["BadScanRequest"]))
+            start_to_close_timeout=opt.SCAN_START_TO_CLOSE, heartbeat_timeout=opt.SCAN_HEARTBEAT,
+            retry_policy=opt.SCAN_V1_RETRY)
         s.queries, s.listed = report.queries, report.listed
         s.broken_zones = [f"{b.zone_name}: {b.reason}" for b in report.broken]
         self._phase = "evaluate"
         decisions: list[ScanDecision] = await workflow.execute_activity(
             "blocklist_evaluate_scan", EvaluateRequest(report, wid), result_type=list[ScanDecision],
-            start_to_close_timeout=DB_TIMEOUT, schedule_to_close_timeout=DB_BUDGET, retry_policy=DB_RETRY)
+            start_to_close_timeout=opt.SCAN_DB_START_TO_CLOSE,
+            schedule_to_close_timeout=opt.SCAN_SCHEDULE_TO_CLOSE, retry_policy=opt.SCAN_DB_RETRY)
         return decisions, [b.zone for b in report.broken]
 
     async def _blast_radius_alerts(self, decisions: list[ScanDecision], wid: str) -> None:
@@ -296,9 +290,9 @@ class BlocklistScanWorkflow:
     async def _alert(self, key: str, title: str, body: str, severity: str) -> None:
         try:
             await workflow.execute_activity("send_alert", Alert(key=key, title=title, body=body, severity=severity),
-                                            start_to_close_timeout=timedelta(seconds=30),
-                                            schedule_to_close_timeout=ALERT_BUDGET,
-                                            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)))
+                                            start_to_close_timeout=opt.SCAN_ALERT_START_TO_CLOSE,
+                                            schedule_to_close_timeout=opt.SCAN_ALERT_SCHEDULE_TO_CLOSE,
+                                            retry_policy=opt.SCAN_ALERT_RETRY)
         except ActivityError:
             workflow.logger.exception("alert %s could not be sent", key)
 
@@ -317,8 +311,8 @@ class BlocklistScanWorkflow:
             res: StartSagaResult = await workflow.execute_activity(
                 "start_failover_saga", StartSagaRequest(d.tenant, d.address, list(d.listings), by,
                                                         same_scan=list(d.same_scan), blast_radius=d.blast_radius),
-                result_type=StartSagaResult, start_to_close_timeout=DB_TIMEOUT, schedule_to_close_timeout=DB_BUDGET,
-                retry_policy=DB_RETRY)
+                result_type=StartSagaResult, start_to_close_timeout=opt.SCAN_DB_START_TO_CLOSE,
+                schedule_to_close_timeout=opt.SCAN_SCHEDULE_TO_CLOSE, retry_policy=opt.SCAN_DB_RETRY)
             notes.append(("sagas", res.workflow_id))
             if d.action == ScanAction.START_SAGA:
                 await emit("blocklist.listed", {
@@ -330,8 +324,8 @@ class BlocklistScanWorkflow:
         elif d.action in (ScanAction.EXTEND, ScanAction.RETIRE, ScanAction.REST_AND_REWARM):
             changed: bool = await workflow.execute_activity(
                 "blocklist_quarantine_action", QuarantineAction(d.address, d.action.value, list(d.listings), wid),
-                result_type=bool, start_to_close_timeout=DB_TIMEOUT, schedule_to_close_timeout=DB_BUDGET,
-                retry_policy=DB_RETRY)
+                result_type=bool, start_to_close_timeout=opt.SCAN_DB_START_TO_CLOSE,
+                schedule_to_close_timeout=opt.SCAN_SCHEDULE_TO_CLOSE, retry_policy=opt.SCAN_DB_RETRY)
             if not changed:
                 return
             if d.action == ScanAction.EXTEND:
@@ -348,10 +342,8 @@ class BlocklistScanWorkflow:
                 try:
                     await workflow.execute_activity(
                         "start_ip_warmup", StartWarmupRequest(d.address, "re-warm after quarantine (clean)", wid),
-                        result_type=str, start_to_close_timeout=timedelta(seconds=30),
-                        schedule_to_close_timeout=DB_BUDGET,
-                        retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30),
-                                                 non_retryable_error_types=["WarmupRefused"]))
+                        result_type=str, start_to_close_timeout=opt.DB_START_TO_CLOSE,
+                        schedule_to_close_timeout=opt.SCAN_SCHEDULE_TO_CLOSE, retry_policy=opt.SCAN_REWARM_RETRY)
                     notes.append(("rewarming", d.address))
                 except ActivityError as err:
                     await self._alert(f"rewarm/{d.address}", f"{d.tenant}: {d.address} resting, re-warm refused",

@@ -13,11 +13,9 @@ UNSUBSCRIBE_PATCH (and the webhook patch for the wake), so syncs recorded before
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -25,13 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import activity_options as opt
     from workflows.webhook_events import wake_receivers
 
-#: MailWizz answers that retrying cannot fix (wrong key, API disabled for the customer, wrong URL).
-NON_RETRYABLE = ["MailwizzAuthError", "MailwizzForbidden", "MailwizzNotFound", "MailwizzProtocolError",
-                 "LookupError"]
-RETRY = RetryPolicy(initial_interval=timedelta(seconds=10), backoff_coefficient=2.0,
-                    maximum_interval=timedelta(minutes=2), maximum_attempts=0, non_retryable_error_types=NON_RETRYABLE)
-#: A tenant whose MailWizz cannot be read within this budget is alerted; the next run retries.
-TENANT_BUDGET = timedelta(minutes=20)
+# Timeouts and retries: the MAILWIZZ_* policies of workflows/activity_options.py.
 UNSUBSCRIBE_PATCH = "mailwizz-unsubscribe-webhooks"
 
 
@@ -67,13 +59,13 @@ class MailwizzSyncWorkflow:
         for tenant in tenants:
             try:
                 server = await workflow.execute_activity(
-                    "check_mailwizz_delivery_server", tenant, start_to_close_timeout=timedelta(minutes=2),
-                    schedule_to_close_timeout=TENANT_BUDGET, heartbeat_timeout=opt.HEARTBEAT,
-                    retry_policy=RETRY, result_type=dict)
+                    "check_mailwizz_delivery_server", tenant, start_to_close_timeout=opt.MAILWIZZ_CHECK_START_TO_CLOSE,
+                    schedule_to_close_timeout=opt.MAILWIZZ_TENANT_SCHEDULE_TO_CLOSE, heartbeat_timeout=opt.HEARTBEAT,
+                    retry_policy=opt.MAILWIZZ_RETRY, result_type=dict)
                 figures = await workflow.execute_activity(
-                    "ingest_mailwizz_stats", tenant, start_to_close_timeout=timedelta(minutes=10),
-                    schedule_to_close_timeout=TENANT_BUDGET, heartbeat_timeout=opt.HEARTBEAT,
-                    retry_policy=RETRY, result_type=dict)
+                    "ingest_mailwizz_stats", tenant, start_to_close_timeout=opt.MAILWIZZ_INGEST_START_TO_CLOSE,
+                    schedule_to_close_timeout=opt.MAILWIZZ_TENANT_SCHEDULE_TO_CLOSE, heartbeat_timeout=opt.HEARTBEAT,
+                    retry_policy=opt.MAILWIZZ_RETRY, result_type=dict)
                 result.tenants[tenant] = {"server": server, "figures": figures}
             except ActivityError as err:
                 result.failed.append(tenant)
@@ -92,9 +84,9 @@ class MailwizzSyncWorkflow:
         """The tenant's new unsubscribes as webhook events; returns how many were queued."""
         try:
             report = await workflow.execute_activity(
-                "ingest_mailwizz_unsubscribes", tenant, start_to_close_timeout=timedelta(minutes=10),
-                schedule_to_close_timeout=TENANT_BUDGET, heartbeat_timeout=opt.HEARTBEAT, retry_policy=RETRY,
-                result_type=dict)
+                "ingest_mailwizz_unsubscribes", tenant, start_to_close_timeout=opt.MAILWIZZ_INGEST_START_TO_CLOSE,
+                schedule_to_close_timeout=opt.MAILWIZZ_TENANT_SCHEDULE_TO_CLOSE, heartbeat_timeout=opt.HEARTBEAT,
+                retry_policy=opt.MAILWIZZ_RETRY, result_type=dict)
         except ActivityError as err:
             await self._alert(Alert(key=f"mailwizz-unsubscribes/{tenant}", severity="warning", dedup_seconds=6 * 3600,
                                     title=f"MailWizz unsubscribes of {tenant} could not be read",

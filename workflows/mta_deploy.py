@@ -13,11 +13,9 @@ continues as new when idle and its history grows.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -33,18 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import activity_options as opt
 
 KEEP_RESULTS = 50
-DEPLOY_TIMEOUT = timedelta(minutes=10)
-#: The activity heartbeats every 5 s: a worker that died mid-deploy is noticed within this, and the retry
-#: reclaims the host lock and restores the previous release before deploying again.
-DEPLOY_HEARTBEAT_TIMEOUT = timedelta(seconds=15)
-#: Retries are bounded by time, not by a small count (an unreachable host gets this long to come back).
-DEPLOY_SCHEDULE_TO_CLOSE = timedelta(minutes=30)
-DEPLOY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=5), maximum_interval=timedelta(seconds=60),
-    non_retryable_error_types=["HostKeyMismatch", "SshLoginRefused", "UnsafePath", "DeployConfigError",
-                               "DkimKeyChangeRefused", "LookupError", "NameError_", "FirewallRefused",
-                               "FirewallError"],
-)
+# Timeouts and retries: the HOST_DEPLOY_* policies of workflows/activity_options.py.
 
 
 def _failure_message(err: BaseException) -> str:
@@ -150,10 +137,10 @@ class MtaDeployWorkflow:
                     HostDeployRequest(host=self.host, generation=generation, reason=reasons[:1000],
                                       actor="MtaDeployWorkflow", url=inp.url, replace_dkim_keys=replace_keys),
                     result_type=HostDeployResult,
-                    start_to_close_timeout=DEPLOY_TIMEOUT,
-                    schedule_to_close_timeout=DEPLOY_SCHEDULE_TO_CLOSE,
-                    heartbeat_timeout=DEPLOY_HEARTBEAT_TIMEOUT,
-                    retry_policy=DEPLOY_RETRY,
+                    start_to_close_timeout=opt.HOST_DEPLOY_START_TO_CLOSE,
+                    schedule_to_close_timeout=opt.HOST_DEPLOY_SCHEDULE_TO_CLOSE,
+                    heartbeat_timeout=opt.HOST_DEPLOY_HEARTBEAT,
+                    retry_policy=opt.HOST_DEPLOY_RETRY,
                     summary=f"deploy generation {generation}",
                 )
             except ActivityError as err:
@@ -170,7 +157,7 @@ class MtaDeployWorkflow:
                           title=f"MTA deploy to {self.host} failed (generation {generation})",
                           body=result.message + ("\nThe previous configuration was restored."
                                                  if result.rolled_back else "")),
-                    start_to_close_timeout=timedelta(seconds=30),
+                    start_to_close_timeout=opt.HOST_DEPLOY_ALERT_START_TO_CLOSE,
                     schedule_to_close_timeout=opt.ALERT_SCHEDULE_TO_CLOSE, heartbeat_timeout=opt.HEARTBEAT,
                     retry_policy=opt.ALERT_RETRY,
                 ))

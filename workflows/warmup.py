@@ -61,8 +61,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.webhook_events import emit
 
 HISTORY_KEEP = 40  # transitions kept in the state (older ones are counted, not carried)
-#: A failed deploy is retried for this long, then at the next daily tick.
-DEPLOY_BUDGET = timedelta(hours=1)
 #: workflow.patched id of the evidence gate (issue 10): histories recorded before it take the old rule
 EVIDENCE_GATE_PATCH = "warmup-gate-evidence"
 
@@ -273,8 +271,8 @@ class IpWarmupWorkflow:
             outcome = await workflow.execute_activity(
                 "deploy_tenant_pool", DeployPoolRequest(self._inp.tenant, f"{self._inp.address}: {reason}", wid),
                 result_type=DeployOutcome, start_to_close_timeout=opt.DEPLOY_START_TO_CLOSE,
-                schedule_to_close_timeout=DEPLOY_BUDGET, heartbeat_timeout=opt.DEPLOY_HEARTBEAT,
-                retry_policy=opt.retry("DeployFailed", "UnknownTenant", initial=5.0, maximum=60.0))
+                schedule_to_close_timeout=opt.POOL_DEPLOY_SCHEDULE_TO_CLOSE, heartbeat_timeout=opt.DEPLOY_HEARTBEAT,
+                retry_policy=opt.POOL_DEPLOY_RETRY)
         except ActivityError as err:
             self._state.deploy_pending = True
             cause = err.cause.message if isinstance(err.cause, ApplicationError) else str(err.cause or err)

@@ -13,11 +13,9 @@ The event id comes from workflow.uuid4() (deterministic on replay, new for every
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -25,10 +23,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows import activity_options as opt
 
 WEBHOOK_PATCH = "webhook-events"
-EMIT_TIMEOUT = timedelta(seconds=30)
-EMIT_BUDGET = timedelta(minutes=10)
-EMIT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10),
-                         non_retryable_error_types=["NotFoundError"])
 
 
 async def emit(event_type: str, data: dict[str, Any]) -> None:
@@ -40,8 +34,9 @@ async def emit(event_type: str, data: dict[str, Any]) -> None:
                          occurred_at=workflow.now().isoformat(), data=data)
     try:
         await workflow.execute_activity("emit_webhook_event", event, result_type=list[str],
-                                        start_to_close_timeout=EMIT_TIMEOUT, schedule_to_close_timeout=EMIT_BUDGET,
-                                        heartbeat_timeout=opt.HEARTBEAT, retry_policy=EMIT_RETRY)
+                                        start_to_close_timeout=opt.WEBHOOK_EMIT_START_TO_CLOSE,
+                                        schedule_to_close_timeout=opt.WEBHOOK_EMIT_SCHEDULE_TO_CLOSE,
+                                        heartbeat_timeout=opt.HEARTBEAT, retry_policy=opt.WEBHOOK_EMIT_RETRY)
     except ActivityError as err:
         workflow.logger.warning("webhook event %s %s not queued: %s", event_type, event.id, err.cause or err)
 
@@ -53,7 +48,8 @@ async def wake_receivers() -> None:
         return
     try:
         await workflow.execute_activity("wake_webhook_receivers", result_type=list[str],
-                                        start_to_close_timeout=EMIT_TIMEOUT, schedule_to_close_timeout=EMIT_BUDGET,
-                                        heartbeat_timeout=opt.HEARTBEAT, retry_policy=EMIT_RETRY)
+                                        start_to_close_timeout=opt.WEBHOOK_EMIT_START_TO_CLOSE,
+                                        schedule_to_close_timeout=opt.WEBHOOK_EMIT_SCHEDULE_TO_CLOSE,
+                                        heartbeat_timeout=opt.HEARTBEAT, retry_policy=opt.WEBHOOK_EMIT_RETRY)
     except ActivityError as err:
         workflow.logger.warning("webhook receivers not woken: %s", err.cause or err)

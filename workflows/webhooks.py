@@ -6,9 +6,9 @@ Design (issue 15), the simplest that keeps every promise:
   The saga and the warmup only wait for that database write: a dead receiver never slows them.
 - This workflow asks "deliver_webhooks" to POST the receiver's pending rows in `id` order; a batch
   stops at the first failure, so an event never overtakes an earlier one. When the head row fails,
-  the activity raises and Temporal retries it with backoff (10 s doubling to 10 min) for
-  DELIVERY_BUDGET (72 h, over the 24 h promised); only then is the head marked failed (alert; `webhooks
-  replay` can send it again) and the queue moves on.
+  the activity raises and Temporal retries it with backoff (10 s doubling to 10 min) for 72 h
+  (WEBHOOK_DELIVERY_SCHEDULE_TO_CLOSE, over the 24 h promised); only then is the head marked failed
+  (alert; `webhooks replay` can send it again) and the queue moves on.
 - Deduplication is the outbox's unique (receiver, event id); the event id is the `webhook-id` header
   on every attempt and replay, for the receiver to deduplicate too.
 - The workflow ends when the queue is empty (no idle workflow per receiver, no polling); the next wake
@@ -21,10 +21,7 @@ show the queue, and lets replay re-send by time.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -33,15 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from models.webhooks import DELIVERY_WORKFLOW, WAKE_SIGNAL, DeliveryInput
     from workflows import activity_options as opt
 
-#: How long the head event of a queue is retried before it is given up (Standard Webhooks senders
-#: retry for days; the issue asks at least 24 h).
-DELIVERY_BUDGET = timedelta(hours=72)
-DELIVERY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=10), backoff_coefficient=2.0,
-                             maximum_interval=timedelta(minutes=10), maximum_attempts=0)
-#: One batch: at most ~60 s of POSTs (10 s timeout each), heartbeating per event.
-BATCH_TIMEOUT = timedelta(minutes=3)
-BATCH_HEARTBEAT = timedelta(seconds=30)
-DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+# Timeouts and retries: the WEBHOOK_* policies of workflows/activity_options.py.
 MAX_HISTORY = 5_000
 
 
@@ -62,9 +51,10 @@ class WebhookDeliveryWorkflow:
             self._woken = False
             try:
                 res: DeliverResult = await workflow.execute_activity(
-                    "deliver_webhooks", req, result_type=DeliverResult, start_to_close_timeout=BATCH_TIMEOUT,
-                    heartbeat_timeout=BATCH_HEARTBEAT, schedule_to_close_timeout=DELIVERY_BUDGET,
-                    retry_policy=DELIVERY_RETRY)
+                    "deliver_webhooks", req, result_type=DeliverResult, heartbeat_timeout=opt.WEBHOOK_BATCH_HEARTBEAT,
+                    start_to_close_timeout=opt.WEBHOOK_BATCH_START_TO_CLOSE,
+                    schedule_to_close_timeout=opt.WEBHOOK_DELIVERY_SCHEDULE_TO_CLOSE,
+                    retry_policy=opt.WEBHOOK_DELIVERY_RETRY)
             except ActivityError as err:
                 await self._give_up(inp.receiver, str(err.cause or err))
                 continue
@@ -78,19 +68,20 @@ class WebhookDeliveryWorkflow:
     async def _give_up(self, receiver: str, cause: str) -> None:
         event = await workflow.execute_activity(
             "give_up_webhook", DeliverRequest(receiver), result_type=str | None,  # type: ignore[arg-type]
-            start_to_close_timeout=timedelta(seconds=30), schedule_to_close_timeout=timedelta(hours=6),
-            heartbeat_timeout=opt.HEARTBEAT, retry_policy=DB_RETRY)
+            start_to_close_timeout=opt.DB_START_TO_CLOSE, schedule_to_close_timeout=opt.DB_SCHEDULE_TO_CLOSE,
+            heartbeat_timeout=opt.HEARTBEAT, retry_policy=opt.WEBHOOK_DB_RETRY)
         if event is None:
             return
         try:
             await workflow.execute_activity(
                 "send_alert", Alert(key=f"webhooks/{receiver}/{event}", severity="critical",
                                     title=f"Webhook receiver {receiver}: event {event} given up",
-                                    body=f"Not delivered within {DELIVERY_BUDGET}: {cause}. The events behind it go "
-                                         f"on; `email-engine webhooks replay --receiver {receiver} --since ...` "
+                                    body=f"Not delivered within {opt.WEBHOOK_DELIVERY_SCHEDULE_TO_CLOSE}: {cause}. "
+                                         "The events behind it go on; "
+                                         f"`email-engine webhooks replay --receiver {receiver} --since ...` "
                                          "sends it again."),
-                result_type=bool, start_to_close_timeout=timedelta(seconds=60),
-                schedule_to_close_timeout=timedelta(minutes=10), heartbeat_timeout=opt.HEARTBEAT,
+                result_type=bool, start_to_close_timeout=opt.ALERT_START_TO_CLOSE,
+                schedule_to_close_timeout=opt.ALERT_SCHEDULE_TO_CLOSE, heartbeat_timeout=opt.HEARTBEAT,
                 retry_policy=opt.ALERT_RETRY)
         except ActivityError:
             workflow.logger.exception("alert for webhook %s/%s not sent", receiver, event)
