@@ -23,6 +23,7 @@ from temporalio.exceptions import ApplicationError
 from activities.blocklists import Progress, ScanReport, ScanTarget, inventory_targets, scan
 from activities.db import session_scope
 from activities.failover import evaluate_scan
+from activities.keepalive import heartbeating
 from models.blocklist import CatalogError
 from models.failover import ScanAction, ScanDecision
 from models.failover_tables import BlocklistScanAnswer, BlocklistScanPage, BlocklistScanRun
@@ -156,6 +157,7 @@ blocklist_fleet_scan = fleet_scan_activity_with(scan)
 
 
 @activity.defn(name="blocklist_scan_page")
+@heartbeating
 def blocklist_scan_page(req: ScanPageRequest) -> list[ScanDecision]:
     """Decision page `page` (>= 1) of a fleet scan."""
     return scan_page(req)

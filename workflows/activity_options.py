@@ -134,10 +134,12 @@ POOL_DEPLOY_RETRY = retry("DeployFailed", "UnknownTenant", initial=5.0, maximum=
 SCAN_SCHEDULE_TO_CLOSE = timedelta(hours=1)
 SCAN_DB_START_TO_CLOSE = timedelta(minutes=2)
 SCAN_DB_RETRY = retry("UnknownTenant", "BadRequest", "UnknownIp", maximum=30.0)
-#: The scan itself ("blocklist_fleet_scan"): a few attempts, heartbeating.
+#: The scan itself ("blocklist_fleet_scan"), heartbeating: retried for 90 min (a database or resolver
+#: outage), inside the scheduled run's 2 h; an attempt records its answers afresh, so a retry is safe.
 SCAN_START_TO_CLOSE = timedelta(minutes=30)
+SCAN_FLEET_SCHEDULE_TO_CLOSE = timedelta(minutes=90)
 SCAN_HEARTBEAT = timedelta(seconds=60)
-SCAN_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["BadScanRequest", "UnknownTenant"])
+SCAN_RETRY = retry("BadScanRequest", "UnknownTenant", initial=5.0, maximum=60.0)
 #: "scan_blocklists", of scans started before the fleet scan, kept for their replay only.
 SCAN_V1_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["BadScanRequest"])
 #: Converging the pool of a tenant whose failover did not finish (DEPLOY_START_TO_CLOSE a try).

@@ -225,14 +225,15 @@ class BlocklistScanWorkflow:
         out: ScanOutcome = await workflow.execute_activity(
             "blocklist_fleet_scan", FleetScanRequest(inp.tenant, wid, page_bytes=max(1, inp.page_bytes)),
             result_type=ScanOutcome, start_to_close_timeout=opt.SCAN_START_TO_CLOSE,
-            heartbeat_timeout=opt.SCAN_HEARTBEAT, retry_policy=opt.SCAN_RETRY)
+            schedule_to_close_timeout=opt.SCAN_FLEET_SCHEDULE_TO_CLOSE, heartbeat_timeout=opt.SCAN_HEARTBEAT,
+            retry_policy=opt.SCAN_RETRY)
         s.targets, s.queries, s.listed, s.broken_zones = out.targets, out.queries, out.listed, list(out.broken)
         return out
 
     async def _page(self, wid: str, page: int) -> list[ScanDecision]:
         decisions: list[ScanDecision] = await workflow.execute_activity(
             "blocklist_scan_page", ScanPageRequest(wid, page), result_type=list[ScanDecision],
-            start_to_close_timeout=opt.SCAN_DB_START_TO_CLOSE,
+            start_to_close_timeout=opt.SCAN_DB_START_TO_CLOSE, heartbeat_timeout=opt.HEARTBEAT,
             schedule_to_close_timeout=opt.SCAN_SCHEDULE_TO_CLOSE, retry_policy=opt.SCAN_DB_RETRY)
         return decisions
 
@@ -253,8 +254,8 @@ class BlocklistScanWorkflow:
         self._phase = "targets"
         targets: list[ScanTarget] = await workflow.execute_activity(
             "blocklist_scan_targets", inp.tenant, result_type=list[ScanTarget],
-            start_to_close_timeout=opt.SCAN_DB_START_TO_CLOSE, schedule_to_close_timeout=opt.SCAN_SCHEDULE_TO_CLOSE,
-            retry_policy=opt.SCAN_DB_RETRY)
+            start_to_close_timeout=opt.SCAN_DB_START_TO_CLOSE, heartbeat_timeout=opt.HEARTBEAT,
+            schedule_to_close_timeout=opt.SCAN_SCHEDULE_TO_CLOSE, retry_policy=opt.SCAN_DB_RETRY)
         s.targets = len(targets)
         self._phase = "scan"
         report: ScanReport = await workflow.execute_activity(
@@ -266,7 +267,7 @@ class BlocklistScanWorkflow:
         self._phase = "evaluate"
         decisions: list[ScanDecision] = await workflow.execute_activity(
             "blocklist_evaluate_scan", EvaluateRequest(report, wid), result_type=list[ScanDecision],
-            start_to_close_timeout=opt.SCAN_DB_START_TO_CLOSE,
+            start_to_close_timeout=opt.SCAN_DB_START_TO_CLOSE, heartbeat_timeout=opt.HEARTBEAT,
             schedule_to_close_timeout=opt.SCAN_SCHEDULE_TO_CLOSE, retry_policy=opt.SCAN_DB_RETRY)
         return decisions, [b.zone for b in report.broken]
 
@@ -312,7 +313,8 @@ class BlocklistScanWorkflow:
                 "start_failover_saga", StartSagaRequest(d.tenant, d.address, list(d.listings), by,
                                                         same_scan=list(d.same_scan), blast_radius=d.blast_radius),
                 result_type=StartSagaResult, start_to_close_timeout=opt.SCAN_DB_START_TO_CLOSE,
-                schedule_to_close_timeout=opt.SCAN_SCHEDULE_TO_CLOSE, retry_policy=opt.SCAN_DB_RETRY)
+                heartbeat_timeout=opt.HEARTBEAT, schedule_to_close_timeout=opt.SCAN_SCHEDULE_TO_CLOSE,
+                retry_policy=opt.SCAN_DB_RETRY)
             notes.append(("sagas", res.workflow_id))
             if d.action == ScanAction.START_SAGA:
                 await emit("blocklist.listed", {
@@ -324,7 +326,7 @@ class BlocklistScanWorkflow:
         elif d.action in (ScanAction.EXTEND, ScanAction.RETIRE, ScanAction.REST_AND_REWARM):
             changed: bool = await workflow.execute_activity(
                 "blocklist_quarantine_action", QuarantineAction(d.address, d.action.value, list(d.listings), wid),
-                result_type=bool, start_to_close_timeout=opt.SCAN_DB_START_TO_CLOSE,
+                result_type=bool, start_to_close_timeout=opt.SCAN_DB_START_TO_CLOSE, heartbeat_timeout=opt.HEARTBEAT,
                 schedule_to_close_timeout=opt.SCAN_SCHEDULE_TO_CLOSE, retry_policy=opt.SCAN_DB_RETRY)
             if not changed:
                 return
