@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -18,8 +18,9 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from client.updates import send_update
 from models import names
-from models.errors import EngineError, NotRunning, Refused
+from models.errors import NotRunning, Refused
 from models.failover_contracts import (
     FailoverDecision,
     FailoverInput,
@@ -101,17 +102,8 @@ async def _answer(client: Client, tenant: str, address: str, update: str, reason
     wid = saga_id(names.tenant(tenant), names.ip_address(address))
     if not reason.strip():
         raise Refused("--reason must not be empty")
-    handle = client.get_workflow_handle(wid)
     answer: FailoverDecision | str = reason.strip() if incident is None else FailoverDecision(reason.strip(), incident)
-    try:
-        result: str = await handle.execute_update(update, answer, result_type=str)
-        return result
-    except WorkflowUpdateFailedError as exc:
-        raise Refused(f"{wid}: {getattr(exc.cause, 'message', None) or exc.cause or exc}") from None
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise NotRunning(f"no running failover {wid}") from None
-        raise EngineError(f"{wid}: {exc.message}") from None
+    return await send_update(client.get_workflow_handle(wid), update, answer, "failover")
 
 
 async def approve(client: Client, tenant: str, address: str, reason: str, incident: str | None = None) -> str:

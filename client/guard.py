@@ -10,7 +10,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -19,6 +19,7 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from client.updates import send_update
 from models import names
 from models.errors import EngineError, NotRunning, Refused
 from models.guard_contracts import (
@@ -129,17 +130,8 @@ async def answer(client: Client, tenant: str, address: str, update: str, reason:
         raise Refused(str(err)) from None
     if not reason.strip():
         raise Refused("--reason must not be empty")
-    handle = client.get_workflow_handle(wid)
-    try:
-        result: str = await handle.execute_update(update, GuardAnswer(reason.strip(), incident, actor),
-                                                  result_type=str)
-        return result
-    except WorkflowUpdateFailedError as exc:
-        raise Refused(f"{wid}: {getattr(exc.cause, 'message', None) or exc.cause or exc}") from None
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise NotRunning(f"no running guard step {wid}") from None
-        raise EngineError(f"{wid}: {exc.message}") from None
+    return await send_update(client.get_workflow_handle(wid), update, GuardAnswer(reason.strip(), incident, actor),
+                             "guard step")
 
 
 async def guard_steps(tenant: str | None = None, days: int = 7, url: str | None = None) -> list[dict[str, Any]]:
