@@ -42,6 +42,15 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsFleet]:
     f.stop()
 
 
+def _use_fleet(fleet: DnsFleet, monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+    """Settings that point the checks at the fleet's NSD (1 s timeout), plus `env`."""
+    assert fleet.server is not None
+    for name, value in {"EMAIL_ENGINE_DNS_RESOLVERS": fleet.server.resolvers_setting,
+                        "EMAIL_ENGINE_DNS_TIMEOUT": "1", **env}.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+
+
 class AlertLog:
     """Stands in for the Telegram side of "send_alert" (no Telegram here): records what was sent."""
 
@@ -59,10 +68,7 @@ class AlertLog:
 
 async def test_daily_run_alerts_only_on_change(temporal_time_skipping, sqlite_url: str,
                                                fleet: DnsFleet, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert fleet.server is not None
-    monkeypatch.setenv("EMAIL_ENGINE_DNS_RESOLVERS", fleet.server.resolvers_setting)
-    monkeypatch.setenv("EMAIL_ENGINE_DNS_TIMEOUT", "1")
-    get_settings.cache_clear()
+    _use_fleet(fleet, monkeypatch)
     apply_inventory(parse(fleet.inventory()), actor="test", url=sqlite_url)
     log, queue = AlertLog(), f"dns-{uuid.uuid4().hex[:8]}"
     client = temporal_time_skipping.client
@@ -208,10 +214,7 @@ async def test_batches_continue_as_new_with_one_summary(temporal_time_skipping, 
     """18 domains, 4 per batch, 2 batches per run: 5 batches over 3 runs, every domain checked once, the
     counts carried across the runs, one summary alert at the end; progress in the status query during the
     runs, from a resolver that never answers (every domain then becomes not checkable: one alert again)."""
-    assert fleet.server is not None
-    monkeypatch.setenv("EMAIL_ENGINE_DNS_RESOLVERS", fleet.server.resolvers_setting)
-    monkeypatch.setenv("EMAIL_ENGINE_DNS_TIMEOUT", "1")
-    get_settings.cache_clear()
+    _use_fleet(fleet, monkeypatch)
     apply_inventory(parse(fleet.inventory()), actor="test", url=sqlite_url)
     log, queue = AlertLog(), f"dns-{uuid.uuid4().hex[:8]}"
     client = temporal_time_skipping.client
@@ -274,10 +277,7 @@ def test_batch_resumes_after_its_last_heartbeat(sqlite_url: str, fleet: DnsFleet
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """A retried batch starts after the last domain its heartbeat reported: no domain is recorded twice
     (a second observation would hide the day's change from the alert)."""
-    assert fleet.server is not None
-    monkeypatch.setenv("EMAIL_ENGINE_DNS_RESOLVERS", fleet.server.resolvers_setting)
-    monkeypatch.setenv("EMAIL_ENGINE_DNS_TIMEOUT", "1")
-    get_settings.cache_clear()
+    _use_fleet(fleet, monkeypatch)
     apply_inventory(parse(fleet.inventory()), actor="test", url=sqlite_url)
     span = target_span(sqlite_url)
     beats: list[DnsBatchResult] = []
@@ -322,11 +322,7 @@ async def test_failing_domains_send_signed_dns_failed_webhooks_once_per_day(
     from tests import failover_support as fs
     from tests.webhook_receiver import SECRET, Receiver, inventory_webhooks
 
-    assert fleet.server is not None
-    monkeypatch.setenv("EMAIL_ENGINE_DNS_RESOLVERS", fleet.server.resolvers_setting)
-    monkeypatch.setenv("EMAIL_ENGINE_DNS_TIMEOUT", "1")
-    monkeypatch.setenv("EMAIL_ENGINE_WEBHOOK_SECRETS", f"dns-hook={SECRET},fleet-hook={SECRET}")
-    get_settings.cache_clear()
+    _use_fleet(fleet, monkeypatch, EMAIL_ENGINE_WEBHOOK_SECRETS=f"dns-hook={SECRET},fleet-hook={SECRET}")
     receiver, other = Receiver("127.0.20.240"), Receiver("127.0.20.241")
     apply_inventory(parse(fleet.inventory() + "\n" + inventory_webhooks(
         ("dns-hook", receiver.url, ["dns.failed"]), ("fleet-hook", other.url, ["ip.quarantined"]))),
